@@ -1,0 +1,92 @@
+// Small RAII owners for POSIX handles: a file descriptor, a pipe, a temp dir.
+#pragma once
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+#include <utility>
+
+#include "ktstr/error.hpp"
+
+namespace ktstr {
+
+class Fd {
+public:
+    Fd() = default;
+    explicit Fd(int fd) noexcept : fd_(fd) {}
+    Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+    Fd& operator=(Fd&& o) noexcept {
+        if (this != &o) reset(std::exchange(o.fd_, -1));
+        return *this;
+    }
+    Fd(const Fd&) = delete;
+    Fd& operator=(const Fd&) = delete;
+    ~Fd() { reset(); }
+
+    int get() const noexcept { return fd_; }
+    explicit operator bool() const noexcept { return fd_ >= 0; }
+    int release() noexcept { return std::exchange(fd_, -1); }
+    // close() is not retried on EINTR: Linux frees the descriptor either way,
+    // and a retry could close a descriptor another thread just received.
+    void reset(int fd = -1) noexcept {
+        if (fd_ >= 0) ::close(fd_);
+        fd_ = fd;
+    }
+
+    static Fd open(const std::string& path, int flags, mode_t mode = 0644) {
+        int fd = ::open(path.c_str(), flags | O_CLOEXEC, mode);
+        if (fd < 0) throw_errno("cannot open " + quoted(path));
+        return Fd(fd);
+    }
+
+private:
+    int fd_ = -1;
+};
+
+struct Pipe {
+    Fd read;
+    Fd write;
+    static Pipe make(int flags = O_CLOEXEC) {
+        int fds[2];
+        if (::pipe2(fds, flags) != 0) throw_errno("cannot create pipe");
+        return Pipe{Fd(fds[0]), Fd(fds[1])};
+    }
+};
+
+// Write all of `len` bytes, retrying on EINTR and short writes.
+inline void write_all(int fd, const void* data, size_t len, const std::string& what) {
+    auto p = static_cast<const char*>(data);
+    while (len > 0) {
+        ssize_t n = ::write(fd, p, len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) throw_errno("cannot write " + what);
+        p += n;
+        len -= static_cast<size_t>(n);
+    }
+}
+
+// A directory removed with everything in it when the owner goes away.
+class TempDir {
+public:
+    explicit TempDir(const std::string& prefix = "ktstr") {
+        auto base = std::filesystem::temp_directory_path() / (prefix + ".XXXXXX");
+        std::string tmpl = base.string();
+        if (!::mkdtemp(tmpl.data())) throw_errno("cannot create temp dir " + quoted(tmpl));
+        path_ = tmpl;
+    }
+    TempDir(TempDir&& o) noexcept : path_(std::move(o.path_)) { o.path_.clear(); }
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+    ~TempDir() {
+        std::error_code ec;
+        if (!path_.empty()) std::filesystem::remove_all(path_, ec);
+    }
+    const std::filesystem::path& path() const noexcept { return path_; }
+
+private:
+    std::filesystem::path path_;
+};
+
+}  // namespace ktstr

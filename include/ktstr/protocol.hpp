@@ -1,0 +1,75 @@
+// What host and guest say to each other. Three virtio-serial ports:
+//   ktstr.ctl  JSON lines both ways: guest "hello", host "job", guest "verdict".
+//   ktstr.out  the command's stdout, raw bytes.
+//   ktstr.err  the command's stderr, raw bytes.
+// A payload printing anything on stdout can never forge a verdict.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+
+namespace ktstr::protocol {
+
+inline constexpr const char* kControlPort = "ktstr.ctl";
+inline constexpr const char* kStdoutPort = "ktstr.out";
+inline constexpr const char* kStderrPort = "ktstr.err";
+
+// What the guest must do; the host sends it as {"type":"job", ...} after hello.
+struct Job {
+    std::string command;      // run with `sh -c`; empty with interactive
+    bool interactive = false;  // a shell on the console instead of a command
+    double timeout_s = 0;     // 0: none; past it the command's group is killed
+    std::map<std::string, std::string> env;
+    bool verbose = false;
+};
+
+// How the command ended; sent as {"type":"verdict", ...}.
+struct Verdict {
+    std::optional<int> exit_code;  // set when it exited
+    std::optional<int> signal;     // set when a signal ended it
+    bool timed_out = false;
+    std::string error;  // init could not run it (spawn failed, ...)
+    double ms_boot_to_init = 0;  // guest CLOCK_BOOTTIME at init start
+    double ms_command = 0;
+};
+
+}  // namespace ktstr::protocol
+
+#include <nlohmann/json.hpp>
+
+namespace ktstr::protocol {
+
+inline void to_json(nlohmann::json& j, const Job& job) {
+    j = {{"type", "job"},          {"command", job.command}, {"interactive", job.interactive},
+         {"timeout_s", job.timeout_s}, {"env", job.env},       {"verbose", job.verbose}};
+}
+
+inline void from_json(const nlohmann::json& j, Job& job) {
+    job.command = j.value("command", "");
+    job.interactive = j.value("interactive", false);
+    job.timeout_s = j.value("timeout_s", 0.0);
+    job.env = j.value("env", std::map<std::string, std::string>{});
+    job.verbose = j.value("verbose", false);
+}
+
+inline void to_json(nlohmann::json& j, const Verdict& v) {
+    j = {{"type", "verdict"},
+         {"timed_out", v.timed_out},
+         {"ms_boot_to_init", v.ms_boot_to_init},
+         {"ms_command", v.ms_command}};
+    if (v.exit_code) j["exit_code"] = *v.exit_code;
+    if (v.signal) j["signal"] = *v.signal;
+    if (!v.error.empty()) j["error"] = v.error;
+}
+
+inline void from_json(const nlohmann::json& j, Verdict& v) {
+    if (j.contains("exit_code")) v.exit_code = j.at("exit_code").get<int>();
+    if (j.contains("signal")) v.signal = j.at("signal").get<int>();
+    v.timed_out = j.value("timed_out", false);
+    v.error = j.value("error", "");
+    v.ms_boot_to_init = j.value("ms_boot_to_init", 0.0);
+    v.ms_command = j.value("ms_command", 0.0);
+}
+
+}  // namespace ktstr::protocol
