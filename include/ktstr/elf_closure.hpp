@@ -12,15 +12,20 @@
 namespace ktstr {
 
 struct ClosureOptions {
-    std::vector<std::string> extra_sonames;  // libraries a program dlopens, by soname
-    std::filesystem::path ld_so_conf = "/etc/ld.so.conf";
+    // Libraries a program dlopens, by soname: searched as the program's own DT_NEEDED would be,
+    // and packed with their dependencies. libgcc_s.so.1, which libc dlopens, comes with libc.
+    std::vector<std::string> extra_sonames;
+    std::filesystem::path ld_so_conf = "/etc/ld.so.conf";  // empty: no ld.so.conf directories
 };
 
 // Entries to add for `files` (File entries are examined; others pass through):
 // libraries and interpreters at their host paths, with every symlink of the
-// chain that leads to them, each with a reason ("needed by /include-files/fio",
-// "interpreter of ..."). Throws ktstr::Error naming the object that needs a
-// missing library and the chain that led there, or a foreign-architecture ELF.
+// chain that leads to them (directory links such as /lib -> usr/lib included,
+// files under the resolved directory), each with a reason ("needed by
+// /include-files/fio", "interpreter of ..."). Sorted by archive path, nothing
+// at a path already among `files`. Throws ktstr::Error naming the object that
+// needs a missing library and the chain that led there, or a foreign-architecture
+// program.
 ArchiveEntries elf_closure(const ArchiveEntries& files, const ClosureOptions& options = {});
 
 }  // namespace ktstr
