@@ -6,6 +6,14 @@
 // recursively and keeps its structure under /include-files/<dirname>/...;
 // a regular file lands at /include-files/<file name>. Symlinks inside walked
 // directories stay symlinks. Names travel byte-exact.
+//
+// Details: a symlink given as the spec itself is followed (its target's bytes and
+// permission bits, under the spec's own name). A bare name is only searched on
+// PATH, even when a file of that name is in the cwd; empty PATH elements are
+// ignored, and the first executable regular file wins. Inside a walked directory
+// symlinks are kept as they read (never followed, so loops end and dangling
+// links stay), and fifos, sockets and device nodes are skipped: a host's special
+// file means nothing in the guest. Output is sorted by archive path.
 #pragma once
 
 #include <string>

@@ -3,6 +3,7 @@
 // chunks, never held whole), with every parent directory present.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <string>
 
@@ -10,18 +11,36 @@
 
 namespace ktstr {
 
+// newc stores sizes in 8 hex digits: a file of 4 GiB or more cannot travel.
+inline constexpr uint64_t kMaxArchiveFileSize = 0xffffffffULL;
+
+// The permission bits an entry gets in the archive: `mode` when set, else the
+// host file's (stat), else 0644 for generated files and 0755 for directories;
+// symlinks always get 0777. Throws ktstr::SysError when the host file is gone.
+uint32_t permission_bits(const ArchiveEntry& entry);
+
 // Writes `entries` (plus any missing parent directories) to `out`, through a
 // temp file renamed into place: on any error nothing is left at `out`.
+// Entries are merged first (merge_entries), so repeats collapse and clashes throw;
+// an entry below a non-directory entry, or a host file that changes size while
+// it is copied, throws ktstr::Error naming it.
 void write_initramfs(const ArchiveEntries& entries, const std::filesystem::path& out);
 
-// Writes the archive to an open descriptor (no trailer rename); for streaming.
+// Writes the archive to an open descriptor (no temp file, no rename): a pipe, or a
+// file that already holds a layer (each archive ends 4-byte aligned, as the
+// kernel expects of concatenated archives).
 void write_cpio(const ArchiveEntries& entries, int fd);
 
-// The base layer: /init (the guest init binary) and busybox with its applet links.
+// The base layer: /init (the guest init binary) and busybox with its applet links
+// (from one run of `busybox --list-full` on the host, all pointing at /bin/busybox;
+// busybox's own init and linuxrc are left out: PID 1 is /init), plus the empty
+// mount points /proc /sys /dev /tmp /run and /include-files, /ktstr.
 ArchiveEntries base_layer(const std::filesystem::path& init_binary,
                           const std::filesystem::path& busybox);
 
-// One line per entry: archive path, host source, size, reason.
+// One line per archive entry, as write_cpio would write them (merged, sorted,
+// parents added), in aligned columns: archive path, host source ("(generated)",
+// "-> target" for links), size in bytes, reason.
 std::string format_layout(const ArchiveEntries& entries);
 
 }  // namespace ktstr
