@@ -1,1 +1,111 @@
-// placeholder: being written
+#include "ktstr/qemu.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdlib>
+
+#include "ktstr/error.hpp"
+#include "ktstr/fd.hpp"
+
+namespace fs = std::filesystem;
+
+namespace ktstr {
+namespace {
+
+AccelChoice auto_accel() {
+    std::error_code ec;
+    if (fs::exists("/sys/module/kvm_pvm", ec))
+        return {Accel::Tcg, "/dev/kvm is the paravirtual kvm_pvm, which hangs stock kernels"};
+    int fd = ::open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    if (fd < 0) return {Accel::Tcg, "/dev/kvm cannot be opened: " + std::string(strerror(errno))};
+    ::close(fd);
+    return {Accel::Kvm, "/dev/kvm opens"};
+}
+
+std::string chardev_socket(const std::string& id, const fs::path& path) {
+    return "socket,id=" + id + ",path=" + path.string();
+}
+
+}  // namespace
+
+AccelChoice choose_accel(const std::string& requested) {
+    std::string word = requested;
+    std::string by = "--accel";
+    if (word.empty()) {
+        const char* env = std::getenv("KTSTR_ACCEL");
+        word = env && *env ? env : "auto";
+        by = env && *env ? "KTSTR_ACCEL" : "default";
+    }
+    if (word == "auto") return auto_accel();
+    if (word == "tcg") return {Accel::Tcg, "asked for by " + by};
+    if (word == "kvm") {
+        Fd kvm = Fd::open("/dev/kvm", O_RDWR);
+        return {Accel::Kvm, "asked for by " + by};
+    }
+    throw Error("unknown accelerator " + quoted(word) + " (from " + by +
+                "); use auto, kvm or tcg");
+}
+
+std::string kernel_cmdline(const QemuConfig& c) {
+    // panic=-1 reboots at once on a panic, and -no-reboot turns that into QEMU
+    // exiting, so a panic ends the run instead of hanging it.
+    std::string line = "console=ttyS0 panic=-1 oops=panic rdinit=/init";
+    line += c.verbose ? " loglevel=7" : " quiet loglevel=1";
+    for (const auto& w : c.cmdline_extra) line += " " + w;
+    return line;
+}
+
+std::vector<std::string> qemu_argv(const QemuConfig& c) {
+    std::vector<std::string> a = {"qemu-system-x86_64", "-nodefaults", "-no-user-config",
+                                  "-display", "none", "-no-reboot"};
+    if (c.accel == Accel::Kvm) {
+        a.insert(a.end(), {"-accel", "kvm", "-cpu", "host"});
+    } else {
+        // One TCG thread: multi-threaded TCG with several vCPUs sometimes
+        // oopses in early boot (a text-patching race between vCPU threads).
+        a.insert(a.end(), {"-accel", "tcg,thread=single", "-cpu", "max"});
+    }
+    // Each LLC is a QEMU socket (x86 CPUs share their L3 per socket); NUMA
+    // nodes take whole sockets.
+    const auto& t = c.topology;
+    a.insert(a.end(), {"-smp", std::to_string(t.cpus()) + ",sockets=" + std::to_string(t.llcs) +
+                                   ",cores=" + std::to_string(t.cores_per_llc) +
+                                   ",threads=" + std::to_string(t.threads_per_core)});
+    if (t.numa_nodes > 1) {
+        int per_node = t.llcs / t.numa_nodes;
+        for (int n = 0; n < t.numa_nodes; ++n) {
+            auto mem = "mem" + std::to_string(n);
+            int mb = c.memory_mb / t.numa_nodes;
+            if (n == t.numa_nodes - 1) mb += c.memory_mb % t.numa_nodes;  // sizes must add up
+            a.insert(a.end(), {"-object", "memory-backend-ram,id=" + mem +
+                                              ",size=" + std::to_string(mb) + "M"});
+            a.insert(a.end(), {"-numa", "node,nodeid=" + std::to_string(n) + ",memdev=" + mem});
+            for (int s = n * per_node; s < (n + 1) * per_node; ++s)
+                a.insert(a.end(), {"-numa", "cpu,node-id=" + std::to_string(n) +
+                                                ",socket-id=" + std::to_string(s)});
+        }
+    }
+    a.insert(a.end(), {"-m", std::to_string(c.memory_mb)});
+    a.insert(a.end(), {"-kernel", c.kernel.string(), "-initrd", c.initramfs.string()});
+    a.insert(a.end(), {"-append", kernel_cmdline(c)});
+    if (c.console_on_stdio) {
+        a.insert(a.end(), {"-chardev", "stdio,id=con,signal=off,logfile=" + c.console_log.string()});
+    } else {
+        a.insert(a.end(), {"-chardev", "file,id=con,path=" + c.console_log.string()});
+    }
+    a.insert(a.end(), {"-serial", "chardev:con"});
+    a.insert(a.end(), {"-device", "virtio-serial-pci,id=vser"});
+    const std::pair<const char*, const fs::path*> ports[] = {
+        {"ktstr.ctl", &c.control_socket}, {"ktstr.out", &c.stdout_socket},
+        {"ktstr.err", &c.stderr_socket}};
+    int n = 0;
+    for (const auto& [name, path] : ports) {
+        std::string id = "port" + std::to_string(n++);
+        a.insert(a.end(), {"-chardev", chardev_socket(id, *path), "-device",
+                           "virtserialport,bus=vser.0,chardev=" + id + ",name=" + name});
+    }
+    return a;
+}
+
+}  // namespace ktstr

@@ -28,7 +28,12 @@ private:
 
 [[noreturn]] inline void throw_errno(std::string_view what) { throw SysError(what, errno); }
 
-// Quote a file name for an error message; bytes stay as they are.
+// Quote a file name for an error message; bytes stay as they are. The
+// std::string overloads are exact matches, so they win over std::quoted,
+// which argument-dependent lookup also finds.
 inline std::string quoted(std::string_view s) { return "'" + std::string(s) + "'"; }
+inline std::string quoted(const std::string& s) { return quoted(std::string_view(s)); }
+inline std::string quoted(std::string& s) { return quoted(std::string_view(s)); }
+inline std::string quoted(const char* s) { return quoted(std::string_view(s)); }
 
 }  // namespace ktstr

@@ -2,6 +2,8 @@
 //   ktstr.ctl  JSON lines both ways: guest "hello", host "job", guest "verdict".
 //   ktstr.out  the command's stdout, raw bytes.
 //   ktstr.err  the command's stderr, raw bytes.
+// The guest init sets KTSTR_RESULT_FILE for the command; what the command
+// leaves there travels back in the verdict's test_result.
 // A payload printing anything on stdout can never forge a verdict.
 #pragma once
 
@@ -14,6 +16,7 @@ namespace ktstr::protocol {
 inline constexpr const char* kControlPort = "ktstr.ctl";
 inline constexpr const char* kStdoutPort = "ktstr.out";
 inline constexpr const char* kStderrPort = "ktstr.err";
+inline constexpr const char* kResultFile = "/run/ktstr-result.json";
 
 // What the guest must do; the host sends it as {"type":"job", ...} after hello.
 struct Job {
@@ -30,6 +33,7 @@ struct Verdict {
     std::optional<int> signal;     // set when a signal ended it
     bool timed_out = false;
     std::string error;  // init could not run it (spawn failed, ...)
+    std::string test_result;  // a test body's result (JSON text) from $KTSTR_RESULT_FILE
     double ms_boot_to_init = 0;  // guest CLOCK_BOOTTIME at init start
     double ms_command = 0;
 };
@@ -61,6 +65,7 @@ inline void to_json(nlohmann::json& j, const Verdict& v) {
     if (v.exit_code) j["exit_code"] = *v.exit_code;
     if (v.signal) j["signal"] = *v.signal;
     if (!v.error.empty()) j["error"] = v.error;
+    if (!v.test_result.empty()) j["test_result"] = v.test_result;
 }
 
 inline void from_json(const nlohmann::json& j, Verdict& v) {
@@ -68,6 +73,7 @@ inline void from_json(const nlohmann::json& j, Verdict& v) {
     if (j.contains("signal")) v.signal = j.at("signal").get<int>();
     v.timed_out = j.value("timed_out", false);
     v.error = j.value("error", "");
+    v.test_result = j.value("test_result", "");
     v.ms_boot_to_init = j.value("ms_boot_to_init", 0.0);
     v.ms_command = j.value("ms_command", 0.0);
 }

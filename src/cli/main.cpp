@@ -1,1 +1,236 @@
-int main() { return 0; }
+// The ktstr command: boot a kernel with host binaries packed in, and run a
+// command or a shell inside it.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ktstr/elf_closure.hpp"
+#include "ktstr/error.hpp"
+#include "ktstr/fd.hpp"
+#include "ktstr/guest_image.hpp"
+#include "ktstr/include_files.hpp"
+#include "ktstr/initramfs.hpp"
+#include "ktstr/kernel.hpp"
+#include "ktstr/log.hpp"
+#include "ktstr/vm_run.hpp"
+
+namespace fs = std::filesystem;
+using namespace ktstr;
+
+namespace {
+
+constexpr const char* kMainHelp = R"(usage: ktstr <command> [options]
+
+Boot a Linux kernel in QEMU with host binaries packed into its initramfs, and
+run a command or a shell inside it.
+
+commands:
+  shell        boot a VM and run --exec CMD in it, or an interactive shell
+  initramfs    write the initramfs that `shell` would boot, or --list it
+  kernel list  show the kernels ktstr can find
+
+Run `ktstr <command> --help` for a command's options.
+)";
+
+constexpr const char* kShellHelp = R"(usage: ktstr shell [options]
+
+Boots a kernel with the include files and their shared libraries packed in.
+With --exec, runs CMD with `sh -c` and exits with its exit code (128+N when
+signal N ended it, 124 on timeout, 125 when the VM itself failed). Without
+--exec, gives an interactive busybox shell on the console.
+
+options:
+  -i, --include-files SPEC  a file or directory to pack (repeatable). A path
+                            (absolute, relative, or containing '/') must
+                            exist; a bare name is searched on the host PATH;
+                            a directory keeps its structure. Each lands under
+                            /include-files, which is on the guest's PATH.
+  --exec CMD                run CMD in the guest instead of a shell
+  --kernel PATH             kernel image (or a directory holding vmlinuz);
+                            default: $KTSTR_KERNEL, then the kernel cache,
+                            then /boot (see `ktstr kernel list`)
+  --accel auto|kvm|tcg      accelerator (default: $KTSTR_ACCEL, else auto)
+  --cpus N                  vCPUs (default 2)
+  --memory MB               guest memory (default: 512 + 3x the initramfs)
+  --timeout S               kill CMD after S seconds (default 600, 0: none)
+  --boot-timeout S          fail when the guest has not started in S seconds
+  --cmdline WORD            append WORD to the kernel command line (repeatable)
+  -v, --verbose             say what happens, with the full kernel log
+  -h, --help                this text
+)";
+
+constexpr const char* kInitramfsHelp = R"(usage: ktstr initramfs [-i SPEC]... (-o FILE | --list)
+
+Writes the initramfs `ktstr shell` would boot with the same -i arguments.
+  -i, --include-files SPEC  as for `ktstr shell`
+  -o, --output FILE         where to write it (newc cpio, uncompressed)
+  --list                    print the layout: archive path, host source, size,
+                            and why each entry is there
+)";
+
+struct Args {
+    std::vector<std::string> words;
+    size_t pos = 0;
+
+    bool done() const { return pos >= words.size(); }
+    const std::string& peek() const { return words[pos]; }
+    std::string value(const std::string& flag) {
+        if (pos + 1 >= words.size()) throw Error("option " + flag + " needs a value");
+        pos += 2;
+        return words[pos - 1];
+    }
+};
+
+double parse_number(const std::string& flag, const std::string& text) {
+    try {
+        size_t used = 0;
+        double v = std::stod(text, &used);
+        if (used == text.size() && v >= 0) return v;
+    } catch (const std::exception&) {
+    }
+    throw Error("option " + flag + " wants a number, not " + quoted(text));
+}
+
+int cmd_initramfs(Args& args) {
+    std::vector<IncludeSpec> specs;
+    std::string out;
+    bool list = false;
+    while (!args.done()) {
+        const auto& a = args.peek();
+        if (a == "-h" || a == "--help") return fmt::print("{}", kInitramfsHelp), 0;
+        if (a == "-i" || a == "--include-files") specs.push_back({args.value(a), "-i"});
+        else if (a == "-o" || a == "--output") out = args.value(a);
+        else if (a == "--list") list = true, ++args.pos;
+        else throw Error("unknown option " + quoted(a) + " for `ktstr initramfs` (see --help)");
+    }
+    if (out.empty() && !list) throw Error("`ktstr initramfs` needs -o FILE or --list");
+    auto entries = guest_layout(specs);
+    if (list) fmt::print("{}", format_layout(entries));
+    if (!out.empty()) write_initramfs(entries, out);
+    return 0;
+}
+
+int cmd_kernel(Args& args) {
+    if (args.done() || args.peek() != "list")
+        throw Error("usage: ktstr kernel list");
+    auto kernels = find_kernels();
+    if (kernels.empty()) {
+        fmt::print("no kernels found; run scripts/setup.sh to fetch one\n");
+        return 1;
+    }
+    for (const auto& k : kernels) {
+        const char* scx = !k.sched_ext ? "unknown (no config beside it)"
+                          : *k.sched_ext ? "yes" : "no";
+        fmt::print("{}\n  version: {}\n  sched_ext: {}\n  found in: {}\n", k.image.string(),
+                   k.version.empty() ? "?" : k.version, scx, k.found_by);
+    }
+    return 0;
+}
+
+struct ShellOptions {
+    std::vector<IncludeSpec> specs;
+    std::optional<std::string> exec;
+    std::string kernel, accel;
+    int cpus = 2, memory_mb = 0;
+    double timeout_s = 600, boot_timeout_s = 0;
+    std::vector<std::string> cmdline;
+    bool verbose = false;
+};
+
+ShellOptions parse_shell(Args& args) {
+    ShellOptions o;
+    while (!args.done()) {
+        const auto a = args.peek();
+        if (a == "-h" || a == "--help") fmt::print("{}", kShellHelp), std::exit(0);
+        if (a == "-i" || a == "--include-files") o.specs.push_back({args.value(a), "-i"});
+        else if (a == "--exec") o.exec = args.value(a);
+        else if (a == "--kernel") o.kernel = args.value(a);
+        else if (a == "--accel") o.accel = args.value(a);
+        else if (a == "--cpus") o.cpus = int(parse_number(a, args.value(a)));
+        else if (a == "--memory") o.memory_mb = int(parse_number(a, args.value(a)));
+        else if (a == "--timeout") o.timeout_s = parse_number(a, args.value(a));
+        else if (a == "--boot-timeout") o.boot_timeout_s = parse_number(a, args.value(a));
+        else if (a == "--cmdline") o.cmdline.push_back(args.value(a));
+        else if (a == "-v" || a == "--verbose") o.verbose = true, ++args.pos;
+        else throw Error("unknown option " + quoted(a) + " for `ktstr shell` (see --help)");
+    }
+    if (o.cpus < 1) throw Error("option --cpus wants at least 1");
+    if (o.memory_mb != 0 && o.memory_mb < 128) throw Error("option --memory wants at least 128 (MB)");
+    return o;
+}
+
+int cmd_shell(Args& args) {
+    auto o = parse_shell(args);
+    if (o.verbose) log_threshold() = LogLevel::Debug;
+
+    // Everything that can fail on bad input fails here, before any boot.
+    VmSpec spec;
+    spec.kernel = choose_kernel(o.kernel);
+    spec.accel = choose_accel(o.accel);
+    TempDir dir("ktstr-shell");
+    spec.initramfs = dir.path() / "initramfs.cpio";
+    write_initramfs(guest_layout(o.specs), spec.initramfs);
+
+    log(LogLevel::Info, "accel {}: {}", spec.accel.accel == Accel::Kvm ? "kvm" : "tcg",
+        spec.accel.reason);
+    log(LogLevel::Debug, "kernel {} ({}, found by {})", spec.kernel.image.string(),
+        spec.kernel.version, spec.kernel.found_by);
+    spec.topology.cores_per_llc = o.cpus;
+    spec.memory_mb = o.memory_mb ? o.memory_mb
+                                 : memory_for_initramfs(fs::file_size(spec.initramfs));
+    spec.cmdline_extra = o.cmdline;
+    spec.boot_timeout_s = o.boot_timeout_s;
+    spec.interactive = !o.exec;
+    spec.verbose = o.verbose;
+
+    protocol::Job job;
+    job.command = o.exec.value_or("");
+    job.interactive = !o.exec;
+    job.timeout_s = o.exec ? o.timeout_s : 0;
+    job.verbose = o.verbose;
+    auto r = run_vm(spec, job);
+
+    if (r.boot_attempts > 1) log(LogLevel::Warn, "the kernel panicked in early boot; retried once");
+    if (r.outcome != Outcome::Verdict) {
+        log(LogLevel::Error, "{}: {}", outcome_name(r.outcome), r.reason);
+        if (!spec.interactive) fmt::print(stderr, "--- console tail ---\n{}\n", r.console_tail);
+    } else if (!r.verdict.error.empty()) {
+        log(LogLevel::Error, "guest: {}", r.verdict.error);
+    } else if (r.verdict.timed_out) {
+        log(LogLevel::Error, "command timed out after {:.0f} s and was killed", job.timeout_s);
+    } else if (r.verdict.signal) {
+        log(LogLevel::Error, "command killed by signal {} ({})", *r.verdict.signal,
+            strsignal(*r.verdict.signal));
+    }
+    log(LogLevel::Debug, "hello after {:.0f} ms, total {:.0f} ms", r.ms_to_hello, r.ms_total);
+    return r.exit_code();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    ::signal(SIGPIPE, SIG_IGN);
+    Args args;
+    args.words.assign(argv + 1, argv + argc);
+    try {
+        if (args.done() || args.peek() == "-h" || args.peek() == "--help") {
+            fmt::print("{}", kMainHelp);
+            return args.done() ? 2 : 0;
+        }
+        auto cmd = args.peek();
+        ++args.pos;
+        if (cmd == "shell") return cmd_shell(args);
+        if (cmd == "initramfs") return cmd_initramfs(args);
+        if (cmd == "kernel") return cmd_kernel(args);
+        throw Error("unknown command " + quoted(cmd) + " (see ktstr --help)");
+    } catch (const std::exception& e) {
+        log(LogLevel::Error, "{}", e.what());
+        return 125;
+    }
+}

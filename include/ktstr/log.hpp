@@ -1,0 +1,28 @@
+// One line per event on stderr, with a level. Quiet by default: info and
+// above; -v shows debug lines too.
+#pragma once
+
+#include <fmt/core.h>
+
+#include <cstdio>
+
+namespace ktstr {
+
+enum class LogLevel { Debug, Info, Warn, Error };
+
+inline LogLevel& log_threshold() {
+    static LogLevel level = LogLevel::Info;
+    return level;
+}
+
+template <typename... Args>
+void log(LogLevel level, fmt::format_string<Args...> format, Args&&... args) {
+    if (level < log_threshold()) return;
+    static constexpr const char* names[] = {"debug", "info", "warning", "error"};
+    auto line = fmt::format(format, std::forward<Args>(args)...);
+    fmt::print(stderr, "ktstr: {}{}\n",
+               level == LogLevel::Info ? "" : fmt::format("{}: ", names[int(level)]), line);
+    std::fflush(stderr);
+}
+
+}  // namespace ktstr

@@ -1,0 +1,147 @@
+#include <catch2/catch_test_macros.hpp>
+#include <catch2/matchers/catch_matchers_string.hpp>
+
+#include <algorithm>
+#include <cstdlib>
+#include <fstream>
+
+#include "ktstr/error.hpp"
+#include "ktstr/fd.hpp"
+#include "ktstr/kernel.hpp"
+#include "ktstr/qemu.hpp"
+
+namespace fs = std::filesystem;
+using Catch::Matchers::ContainsSubstring;
+
+namespace {
+
+// Sets an environment variable for one scope.
+struct ScopedEnv {
+    std::string name;
+    std::string old;
+    bool had;
+    ScopedEnv(std::string n, const std::string& value) : name(std::move(n)) {
+        const char* o = std::getenv(name.c_str());
+        had = o != nullptr;
+        if (had) old = o;
+        ::setenv(name.c_str(), value.c_str(), 1);
+    }
+    ~ScopedEnv() { had ? (void)::setenv(name.c_str(), old.c_str(), 1) : (void)::unsetenv(name.c_str()); }
+};
+
+// A file with a bzImage header whose version string says `version`.
+void write_fake_image(const fs::path& p, const std::string& version) {
+    std::string img(0x400, '\0');
+    img.replace(0x202, 4, "HdrS");
+    img[0x20e] = 0x00;  // version string at 0x100 + 0x200
+    img[0x20f] = 0x01;
+    img.replace(0x300, version.size() + 8, version + " (test) ");
+    std::ofstream(p, std::ios::binary) << img;
+}
+
+}  // namespace
+
+TEST_CASE("a kernel's version comes from its image header", "[kernel]") {
+    ktstr::TempDir dir;
+    write_fake_image(dir.path() / "vmlinuz", "7.9.1-test");
+    std::ofstream(dir.path() / "config") << "CONFIG_FOO=y\nCONFIG_SCHED_CLASS_EXT=y\n";
+    auto k = ktstr::inspect_kernel(dir.path() / "vmlinuz", "test");
+    CHECK(k.version == "7.9.1-test");
+    REQUIRE(k.config);
+    CHECK(k.sched_ext == true);
+}
+
+TEST_CASE("a config without sched_ext says so; no config means unknown", "[kernel]") {
+    ktstr::TempDir dir;
+    write_fake_image(dir.path() / "vmlinuz", "6.1.0");
+    auto unknown = ktstr::inspect_kernel(dir.path() / "vmlinuz", "test");
+    CHECK_FALSE(unknown.sched_ext.has_value());
+    std::ofstream(dir.path() / "config") << "# CONFIG_SCHED_CLASS_EXT is not set\n";
+    CHECK(ktstr::inspect_kernel(dir.path() / "vmlinuz", "test").sched_ext == false);
+}
+
+TEST_CASE("--kernel beats KTSTR_KERNEL, which beats the cache", "[kernel]") {
+    ktstr::TempDir dir;
+    fs::create_directories(dir.path() / "a");
+    fs::create_directories(dir.path() / "cache/kernels/7.0/");
+    write_fake_image(dir.path() / "a/vmlinuz", "1.0");
+    write_fake_image(dir.path() / "b", "2.0");
+    write_fake_image(dir.path() / "cache/kernels/7.0/vmlinuz", "7.0");
+    ScopedEnv cache("KTSTR_CACHE_DIR", (dir.path() / "cache").string());
+    ScopedEnv env("KTSTR_KERNEL", (dir.path() / "b").string());
+    CHECK(ktstr::choose_kernel((dir.path() / "a").string()).version == "1.0");
+    CHECK(ktstr::choose_kernel("").version == "2.0");
+    CHECK(ktstr::choose_kernel("").found_by == "KTSTR_KERNEL");
+    ::unsetenv("KTSTR_KERNEL");
+    CHECK(ktstr::choose_kernel("").version == "7.0");
+    CHECK(ktstr::choose_kernel("").found_by == "cache");
+}
+
+TEST_CASE("a missing kernel is an error naming it", "[kernel]") {
+    CHECK_THROWS_WITH(ktstr::choose_kernel("/nonexistent/vmlinuz"),
+                      ContainsSubstring("/nonexistent/vmlinuz") && ContainsSubstring("--kernel"));
+}
+
+TEST_CASE("accelerator words", "[qemu]") {
+    CHECK(ktstr::choose_accel("tcg").accel == ktstr::Accel::Tcg);
+    CHECK_THROWS_WITH(ktstr::choose_accel("hvf"), ContainsSubstring("'hvf'"));
+    ScopedEnv env("KTSTR_ACCEL", "tcg");
+    auto c = ktstr::choose_accel("");
+    CHECK(c.accel == ktstr::Accel::Tcg);
+    CHECK_THAT(c.reason, ContainsSubstring("KTSTR_ACCEL"));
+}
+
+TEST_CASE("auto never picks kvm on kvm_pvm", "[qemu]") {
+    if (!fs::exists("/sys/module/kvm_pvm")) SKIP("this host has no kvm_pvm module");
+    auto c = ktstr::choose_accel("auto");
+    CHECK(c.accel == ktstr::Accel::Tcg);
+    CHECK_THAT(c.reason, ContainsSubstring("kvm_pvm"));
+}
+
+TEST_CASE("the qemu command line carries topology, ports and no reboot", "[qemu]") {
+    ktstr::QemuConfig c;
+    c.kernel = "/k";
+    c.initramfs = "/i";
+    c.topology = {1, 2, 3, 2};
+    c.memory_mb = 777;
+    c.console_log = "/tmp/con";
+    c.control_socket = "/tmp/c";
+    c.stdout_socket = "/tmp/o";
+    c.stderr_socket = "/tmp/e";
+    c.cmdline_extra = {"foo=bar"};
+    auto a = ktstr::qemu_argv(c);
+    auto has = [&](const std::string& w) { return std::find(a.begin(), a.end(), w) != a.end(); };
+    CHECK(has("12,sockets=2,cores=3,threads=2"));
+    CHECK(has("777"));
+    CHECK(has("-no-reboot"));
+    CHECK(has("virtserialport,bus=vser.0,chardev=port0,name=ktstr.ctl"));
+    CHECK(has("virtserialport,bus=vser.0,chardev=port2,name=ktstr.err"));
+    CHECK(has("tcg,thread=single"));
+    auto cmdline = ktstr::kernel_cmdline(c);
+    CHECK_THAT(cmdline, ContainsSubstring("panic=-1"));
+    CHECK_THAT(cmdline, ContainsSubstring("foo=bar"));
+    CHECK_THAT(cmdline, ContainsSubstring("quiet"));
+}
+
+TEST_CASE("topology text round trip and errors", "[topology]") {
+    for (auto text : {"1n1l1c1t", "1n2l4c1t", "2n4l2c2t", "4n8l16c2t"})
+        CHECK(ktstr::Topology::parse(text).to_string() == text);
+    auto t = ktstr::Topology::parse("2n4l2c2t");
+    CHECK(t.cpus() == 16);
+    CHECK_THROWS_WITH(ktstr::Topology::parse("2n3l1c1t"), ContainsSubstring("evenly"));
+    CHECK_THROWS_WITH(ktstr::Topology::parse("1n0l1c1t"), ContainsSubstring("1n2l4c1t"));
+    CHECK_THROWS_WITH(ktstr::Topology::parse("1n1l1c"), ContainsSubstring("'1n1l1c'"));
+    CHECK_THROWS_WITH(ktstr::Topology::parse("1n1l1c1tx"), ContainsSubstring("trailing"));
+}
+
+TEST_CASE("NUMA nodes take whole sockets and all the memory", "[qemu]") {
+    ktstr::QemuConfig c;
+    c.topology = ktstr::Topology::parse("2n4l1c1t");
+    c.memory_mb = 1025;
+    auto a = ktstr::qemu_argv(c);
+    auto has = [&](const std::string& w) { return std::find(a.begin(), a.end(), w) != a.end(); };
+    CHECK(has("memory-backend-ram,id=mem0,size=512M"));
+    CHECK(has("memory-backend-ram,id=mem1,size=513M"));
+    CHECK(has("cpu,node-id=0,socket-id=1"));
+    CHECK(has("cpu,node-id=1,socket-id=3"));
+}

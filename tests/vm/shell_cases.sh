@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# VM tests of `ktstr shell`: each case boots the kernel the set-up fetched and
+# checks what comes back. Usage: shell_cases.sh CASE (KTSTR = the ktstr binary).
+set -uo pipefail
+ktstr=${KTSTR:?set KTSTR to the ktstr binary}
+case_name=${1:?usage: shell_cases.sh CASE}
+work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+# run CMD...: runs ktstr with stdout/stderr captured to $work/out and $work/err.
+run() { "$ktstr" "$@" >"$work/out" 2>"$work/err"; rc=$?; }
+expect_rc() { [ "$rc" = "$1" ] || { cat "$work/err" >&2; fail "exit code $rc, expected $1"; }; }
+expect_out() { grep -qE -- "$1" "$work/out" || { cat "$work/out" "$work/err" >&2; fail "stdout lacks /$1/"; }; }
+expect_err() { grep -qE -- "$1" "$work/err" || { cat "$work/err" >&2; fail "stderr lacks /$1/"; }; }
+
+case $case_name in
+  fio_version)
+    run shell -i fio --exec "fio --version"
+    expect_rc 0; expect_out '^fio-[0-9]' ;;
+  exit_codes)
+    for code in 0 1 42; do
+      run shell --exec "exit $code"; expect_rc "$code"
+    done ;;
+  stdout_stderr_separate)
+    run shell --exec 'echo to-out; echo to-err >&2; printf "a b\tc"'
+    expect_rc 0
+    [ "$(cat "$work/out")" = "$(printf 'to-out\na b\tc')" ] || fail "stdout not byte-exact: $(od -c "$work/out")"
+    grep -qx 'to-err' "$work/err" || fail "stderr lacks to-err" ;;
+  killed_by_signal)
+    run shell --exec 'kill -TERM $$'
+    expect_rc 143; expect_err 'killed by signal 15' ;;
+  timeout)
+    start=$(date +%s)
+    run shell --timeout 3 --exec 'sleep 1000'
+    expect_rc 124; expect_err 'timed out'
+    [ $(( $(date +%s) - start )) -lt 100 ] || fail "timeout took too long" ;;
+  background_holds_stdout)
+    # A background child keeps stdout open after the command exits.
+    run shell --timeout 60 --exec '(sleep 1000 &); echo parent-done'
+    expect_rc 0; expect_out '^parent-done$' ;;
+  panic)
+    run shell --exec 'echo c > /proc/sysrq-trigger; sleep 100'
+    expect_rc 125; expect_err 'kernel panic'; expect_err 'sysrq' ;;
+  missing_include)
+    start=$(date +%s%N)
+    run shell -i "$work/no such file" --exec true
+    expect_rc 125; expect_err "no such file"
+    # Fails before any boot: well under the time a boot takes.
+    [ $(( ($(date +%s%N) - start) / 1000000 )) -lt 2000 ] || fail "missing include took a boot" ;;
+  include_dir_on_path)
+    mkdir -p "$work/tools dir/bin"
+    printf '#!/bin/sh\necho "tool ran with $1"\n' >"$work/tools dir/bin/my tool"
+    chmod +x "$work/tools dir/bin/my tool"
+    run shell -i "$work/tools dir" --exec '"my tool" arg1'
+    expect_rc 0; expect_out '^tool ran with arg1$' ;;
+  interactive)
+    # No --exec: a shell on the console; its exit status comes back.
+    printf 'echo marker-$((6*7))\nexit 7\n' | "$ktstr" shell >"$work/out" 2>"$work/err"; rc=$?
+    expect_rc 7; expect_out 'marker-42' ;;
+  *) fail "unknown case $case_name" ;;
+esac
+echo "PASS: $case_name"
