@@ -1,1 +1,408 @@
-int main() { return 0; }
+// The guest's PID 1: mount, prepare, run, report, power off.
+//
+// The host talks to it over three virtio-serial ports (ktstr/protocol.hpp): init says hello
+// and gets the job on ktstr.ctl, the command writes straight onto ktstr.out and ktstr.err,
+// and the verdict goes back on ktstr.ctl. PID 1 must never return or exit (the kernel would
+// panic), so every path, failures included, ends in power_off().
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "guest_path.hpp"
+#include "ktstr/error.hpp"
+#include "ktstr/fd.hpp"
+#include "ktstr/payload_run.hpp"
+#include "ktstr/protocol.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace protocol = ktstr::protocol;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+using ktstr::Error;
+using ktstr::Fd;
+using ktstr::quoted;
+using ktstr::throw_errno;
+
+// --- Console log: one line per event; quiet unless the job asks for more -------------------
+
+enum class Level { error, warn, info };
+
+struct Console {
+    int fd = 2;  // until /dev/console is opened; may be closed when the initramfs has none
+    std::optional<bool> verbose;  // unknown until the job arrives
+    std::string held;             // info lines from before that, shown if it says verbose
+} console;
+
+void write_console(const std::string& text) {
+    (void)!::write(console.fd, text.data(), text.size());
+}
+
+void say(Level level, const std::string& text) {
+    static constexpr const char* names[] = {"error", "warn", "info"};
+    std::string line = "ktstr-init: " + std::string(names[int(level)]) + ": " + text + "\n";
+    if (level != Level::info) return write_console(line);
+    if (!console.verbose)
+        console.held += line;
+    else if (*console.verbose)
+        write_console(line);
+}
+
+void set_verbose(bool verbose) {
+    console.verbose = verbose;
+    if (verbose) write_console(console.held);
+    console.held.clear();
+}
+
+// The kernel opens /dev/console as fds 0-2 only if the initramfs has that node; otherwise
+// they are closed and the first files we open would land there.
+void attach_console() {
+    int fd = ::open("/dev/console", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) return;
+    for (int std_fd = 0; std_fd < 3; ++std_fd) {
+        if (::fcntl(std_fd, F_GETFD) < 0) ::dup2(fd, std_fd);
+    }
+    console.fd = fd;
+}
+
+double boottime_ms() {
+    timespec now{};
+    ::clock_gettime(CLOCK_BOOTTIME, &now);
+    return double(now.tv_sec) * 1e3 + double(now.tv_nsec) / 1e6;
+}
+
+// --- Mount -------------------------------------------------------------------------------
+
+struct Mount {
+    const char* source;
+    const char* target;
+    const char* type;
+    unsigned long flags;
+    const char* options;
+    bool essential;  // nothing works without it
+};
+
+constexpr unsigned long kNoDevExec = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+constexpr Mount kMounts[] = {
+    {"proc", "/proc", "proc", kNoDevExec, nullptr, true},
+    {"sysfs", "/sys", "sysfs", kNoDevExec, nullptr, true},
+    {"devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755", true},
+    {"devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "mode=0620,ptmxmode=0666", false},
+    {"tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", false},
+    {"tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", false},
+    {"tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755", false},
+    {"cgroup2", "/sys/fs/cgroup", "cgroup2", kNoDevExec, nullptr, false},
+    {"bpf", "/sys/fs/bpf", "bpf", kNoDevExec, "mode=0700", false},
+};
+
+void mount_one(const Mount& m) {
+    if (::mkdir(m.target, 0755) != 0 && errno != EEXIST)
+        throw_errno("cannot create mount point " + quoted(m.target));
+    // EBUSY: already mounted (the kernel may have mounted devtmpfs itself).
+    if (::mount(m.source, m.target, m.type, m.flags, m.options) != 0 && errno != EBUSY)
+        throw_errno("cannot mount " + std::string(m.type) + " on " + quoted(m.target));
+}
+
+void mount_filesystems() {
+    for (const Mount& m : kMounts) {
+        try {
+            mount_one(m);
+            say(Level::info, "mounted " + std::string(m.type) + " on " + m.target);
+        } catch (const Error& e) {
+            if (m.essential) throw;
+            say(Level::error, e.what());
+        }
+    }
+}
+
+// --- Ports to the host -------------------------------------------------------------------
+
+struct Ports {
+    Fd ctl;
+    Fd out;
+    Fd err;
+};
+
+// /sys/class/virtio-ports/<vportNpM>/name holds the name the host gave; the device is
+// /dev/<vportNpM>.
+std::optional<std::string> find_port(const std::string& name) {
+    std::error_code ec;
+    for (const auto& port : fs::directory_iterator("/sys/class/virtio-ports", ec)) {
+        std::ifstream name_file(port.path() / "name");
+        std::string port_name;
+        std::getline(name_file, port_name);
+        std::string device = "/dev/" + port.path().filename().string();
+        if (port_name == name && ::access(device.c_str(), F_OK) == 0) return device;
+    }
+    return std::nullopt;
+}
+
+// The host announces ports, and devtmpfs creates their nodes, after the driver has probed,
+// possibly after init started; no event says when, so look again for a bounded time.
+Ports open_ports() {
+    std::optional<std::string> ctl, out, err;
+    for (auto until = Clock::now() + 10s;; std::this_thread::sleep_for(10ms)) {
+        ctl = find_port(protocol::kControlPort);
+        out = find_port(protocol::kStdoutPort);
+        err = find_port(protocol::kStderrPort);
+        if ((ctl && out && err) || Clock::now() >= until) break;
+    }
+    if (!ctl) throw Error("cannot find virtio port 'ktstr.ctl' in /sys/class/virtio-ports");
+
+    Ports ports;
+    ports.ctl = Fd::open(*ctl, O_RDWR);
+    if (out) ports.out = Fd::open(*out, O_WRONLY);
+    if (err) ports.err = Fd::open(*err, O_WRONLY);
+    say(Level::info, "control port " + *ctl);
+    return ports;
+}
+
+void send_line(int fd, const nlohmann::json& message) {
+    auto line = message.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    ktstr::write_all(fd, line.data(), line.size(), "control port");
+}
+
+// Byte by byte: the job is one short line, and nothing after it may be taken from the port.
+std::string read_line(int fd) {
+    std::string line;
+    for (char c;;) {
+        ssize_t n = ::read(fd, &c, 1);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) throw_errno("cannot read control port");
+        if (n == 0) throw Error("cannot read job: the host closed the control port");
+        if (c == '\n') return line;
+        line.push_back(c);
+    }
+}
+
+protocol::Job read_job(int ctl) {
+    auto message = nlohmann::json::parse(read_line(ctl), nullptr, false);
+    if (message.is_discarded() || message.value("type", "") != "job")
+        throw Error("cannot read job: the host sent no {\"type\":\"job\"} line");
+    return message.get<protocol::Job>();
+}
+
+// --- Prepare -----------------------------------------------------------------------------
+
+// What a test body left for the host (see protocol.hpp); empty when nothing did.
+std::string read_result_file() {
+    std::ifstream in(protocol::kResultFile, std::ios::binary);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    return text;
+}
+
+void set_env(const std::string& name, const std::string& value) {
+    if (::setenv(name.c_str(), value.c_str(), 1) != 0)
+        throw_errno("cannot set environment variable " + quoted(name));
+}
+
+// The job's environment comes last, so it may override PATH, HOME and TERM.
+void prepare_environment(const protocol::Job& job) {
+    set_env("PATH", ktstr::guest::guest_path("/include-files"));
+    set_env("HOME", "/tmp");
+    set_env("TERM", "linux");
+    set_env("KTSTR_RESULT_FILE", protocol::kResultFile);
+    for (const auto& [name, value] : job.env) set_env(name, value);
+    say(Level::info, std::string("PATH=") + ::getenv("PATH"));
+}
+
+// SIGCHLD is blocked and read from a signalfd, so the wait loop sleeps in one poll.
+class ChildDeaths {
+  public:
+    ChildDeaths() {
+        sigset_t chld;
+        sigemptyset(&chld);
+        sigaddset(&chld, SIGCHLD);
+        if (::sigprocmask(SIG_BLOCK, &chld, nullptr) != 0) throw_errno("cannot block SIGCHLD");
+        fd_.reset(::signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC));
+        if (!fd_) throw_errno("cannot open signalfd for SIGCHLD");
+    }
+    int fd() const { return fd_.get(); }
+    void drain() {
+        signalfd_siginfo info;
+        while (::read(fd_.get(), &info, sizeof info) == sizeof info) {
+        }
+    }
+
+  private:
+    Fd fd_;
+};
+
+// --- Run ---------------------------------------------------------------------------------
+
+int ms_until(std::optional<Clock::time_point> when) {
+    if (!when) return -1;
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(*when - Clock::now()).count();
+    return int(std::clamp<long long>(left, 0, 1 << 30));
+}
+
+// As PID 1 we inherit every orphan; reap each as it dies. The leader's status belongs to its
+// handle (reaped by pid), so WNOWAIT looks at a dead child's pid before collecting it.
+void reap_orphans(pid_t leader) {
+    for (;;) {
+        siginfo_t info{};
+        if (::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0) return;
+        if (info.si_pid == 0 || info.si_pid == leader) return;
+        ::waitpid(info.si_pid, nullptr, WNOHANG);
+    }
+}
+
+ktstr::PayloadExit wait_reaping(ktstr::PayloadHandle& payload, ChildDeaths& deaths) {
+    for (;;) {
+        if (auto exit = payload.try_wait()) return *exit;  // also kills at the deadline
+        pollfd fds[] = {{payload.pidfd(), POLLIN, 0}, {deaths.fd(), POLLIN, 0}};
+        if (::poll(fds, 2, ms_until(payload.deadline())) < 0 && errno != EINTR)
+            throw_errno("cannot wait for the command");
+        deaths.drain();
+        reap_orphans(payload.pid());
+    }
+}
+
+std::chrono::milliseconds timeout_of(const protocol::Job& job) {
+    if (job.timeout_s <= 0) return 0ms;
+    const double ms = std::min(job.timeout_s, 1e9) * 1000;  // capped: llround cannot overflow
+    return std::max(1ms, std::chrono::milliseconds(std::llround(ms)));
+}
+
+// The command writes straight onto the ports: no pipe through init, so nothing to drain and
+// nothing a background child keeping stdout open could hang.
+ktstr::PayloadRun command_payload(const protocol::Job& job, const Ports& ports) {
+    if (!ports.out || !ports.err)
+        throw Error("cannot run the command: virtio ports 'ktstr.out' and 'ktstr.err' not found");
+    return ktstr::PayloadRun("/bin/sh")
+        .args({"-c", job.command})
+        .stdout_to(ktstr::Output::to_fd(ports.out.get()))
+        .stderr_to(ktstr::Output::to_fd(ports.err.get()))
+        .timeout(timeout_of(job));
+}
+
+// Job control needs a controlling terminal, which /dev/console cannot be: the serial port
+// behind it (console=ttyS0) is.
+Fd open_terminal() {
+    return Fd::open("/dev/ttyS0", O_RDWR | O_NOCTTY);
+}
+
+protocol::Verdict run_job(const protocol::Job& job, const Ports& ports, ChildDeaths& deaths) {
+    protocol::Verdict verdict;
+    auto started = Clock::now();
+    try {
+        Fd terminal = job.interactive ? open_terminal() : Fd();
+        auto run = job.interactive
+                       ? ktstr::PayloadRun("/bin/sh").controlling_terminal(terminal.get())
+                       : command_payload(job, ports);
+        say(Level::info, job.interactive ? "starting a shell" : "running: " + job.command);
+        auto payload = run.spawn();
+        auto exit = wait_reaping(payload, deaths);
+        verdict.exit_code = exit.exit_code;
+        verdict.signal = exit.signal;
+        verdict.timed_out = exit.timed_out;
+        say(Level::info, "command " + exit.describe());
+    } catch (const std::exception& e) {
+        verdict.error = e.what();
+        say(Level::error, verdict.error);
+    }
+    verdict.ms_command = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
+    return verdict;
+}
+
+// Nothing the command started may outlive it. As PID 1, kill(-1) reaches every process but us.
+void end_all_processes(ChildDeaths& deaths) {
+    if (::kill(-1, SIGKILL) != 0 && errno != ESRCH)
+        say(Level::error, std::string("cannot kill leftover processes: ") + std::strerror(errno));
+    for (auto until = Clock::now() + 2s;;) {
+        pid_t reaped;
+        while ((reaped = ::waitpid(-1, nullptr, WNOHANG)) > 0) {
+        }
+        if (reaped < 0 && errno == ECHILD) return;
+        if (Clock::now() >= until) {
+            say(Level::warn, "processes still alive 2 s after SIGKILL");
+            return;
+        }
+        pollfd fd{deaths.fd(), POLLIN, 0};
+        ::poll(&fd, 1, ms_until(until));
+        deaths.drain();
+    }
+}
+
+// --- Report and power off ----------------------------------------------------------------
+
+[[noreturn]] void power_off() {
+    say(Level::info, "powering off");
+    ::sync();
+    ::reboot(RB_POWER_OFF);
+    say(Level::error, std::string("cannot power off: ") + std::strerror(errno));
+    for (;;) ::pause();
+}
+
+// Init failed outside the command: say so on the console and, if we can, to the host. The
+// steps so far are shown too when the failure came before the job.
+void report_failure(const std::string& what, const Ports& ports, double boot_ms) noexcept {
+    if (!console.verbose) set_verbose(true);
+    say(Level::error, what);
+    if (!ports.ctl) return;
+    try {
+        protocol::Verdict verdict;
+        verdict.error = what;
+        verdict.ms_boot_to_init = boot_ms;
+        send_line(ports.ctl.get(), verdict);
+    } catch (const std::exception& e) {
+        say(Level::error, e.what());
+    }
+}
+
+void run_init(double boot_ms, Ports& ports) {
+    ChildDeaths deaths;
+    mount_filesystems();
+    attach_console();
+
+    ports = open_ports();
+    send_line(ports.ctl.get(), {{"type", "hello"}, {"boottime_ms", std::llround(boot_ms)}});
+    say(Level::info, "hello sent, waiting for the job");
+    protocol::Job job = read_job(ports.ctl.get());
+    set_verbose(job.verbose);
+    say(Level::info, "job received; booted in " + std::to_string(std::llround(boot_ms)) + " ms");
+
+    prepare_environment(job);
+    protocol::Verdict verdict = run_job(job, ports, deaths);
+    end_all_processes(deaths);
+    verdict.test_result = read_result_file();
+
+    verdict.ms_boot_to_init = boot_ms;
+    send_line(ports.ctl.get(), verdict);
+    say(Level::info, "verdict sent");
+}
+
+}  // namespace
+
+int main() {
+    const double boot_ms = boottime_ms();
+    Ports ports;
+    try {
+        run_init(boot_ms, ports);
+    } catch (const std::exception& e) {
+        report_failure(e.what(), ports, boot_ms);
+    } catch (...) {
+        report_failure("unknown failure", ports, boot_ms);
+    }
+    power_off();
+}

@@ -1,1 +1,709 @@
-// placeholder: being written
+// Spawning uses plain fork/exec rather than Boost.Process: the child must set its process
+// group and join a cgroup before exec, and the static PID 1 must not depend on Boost.
+#include "ktstr/payload_run.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cstdio>
+#include <cstring>
+#include <set>
+#include <string_view>
+
+#include "ktstr/error.hpp"
+#include "ktstr/fd.hpp"
+
+extern char** environ;
+
+namespace ktstr {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using TimePoint = Clock::time_point;
+
+// --- Finding the program and building its environment -------------------------------------
+
+bool is_executable_file(const std::string& path) {
+    struct stat st;
+    return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+           ::access(path.c_str(), X_OK) == 0;
+}
+
+std::string find_on_path(const std::string& name, std::string_view path) {
+    for (std::string_view rest = path;;) {
+        auto colon = rest.find(':');
+        auto dir = rest.substr(0, colon);
+        if (!dir.empty()) {
+            std::string candidate = std::string(dir) + "/" + name;
+            if (is_executable_file(candidate)) return candidate;
+        }
+        if (colon == std::string_view::npos) break;
+        rest.remove_prefix(colon + 1);
+    }
+    throw Error("cannot find payload binary " + quoted(name) + " on PATH " + quoted(path));
+}
+
+using Environment = std::map<std::string, std::string>;
+
+Environment payload_environment(bool inherit,
+                                const std::map<std::string, std::optional<std::string>>& changes) {
+    Environment env;
+    for (char** e = environ; inherit && e && *e; ++e) {
+        std::string_view entry(*e);
+        auto eq = entry.find('=');
+        if (eq != std::string_view::npos) env.emplace(entry.substr(0, eq), entry.substr(eq + 1));
+    }
+    for (const auto& [name, value] : changes) {
+        if (value)
+            env[name] = *value;
+        else
+            env.erase(name);
+    }
+    return env;
+}
+
+std::string resolve_binary(const std::string& binary, const Environment& env) {
+    if (binary.find('/') != std::string::npos) return std::filesystem::absolute(binary).string();
+    if (auto it = env.find("PATH"); it != env.end()) return find_on_path(binary, it->second);
+    const char* ours = ::getenv("PATH");
+    return find_on_path(binary, ours ? ours : "/bin:/usr/bin");
+}
+
+// --- The child, between fork and exec ------------------------------------------------------
+
+// The step of the child's set-up that failed, sent to the parent with errno.
+enum class ChildStep : int { process_group, terminal, cgroup, stdio, working_dir, exec };
+
+struct ChildFailure {
+    ChildStep step;
+    int err;
+};
+
+// Everything the child needs, prepared before fork so the child allocates nothing.
+struct ChildPlan {
+    std::string path;
+    std::vector<std::string> argv_storage;
+    std::vector<std::string> envp_storage;
+    std::vector<char*> argv;
+    std::vector<char*> envp;
+    int stdio[3] = {-1, -1, -1};  // -1: keep ours
+    int terminal_fd = -1;
+    bool own_group = true;
+    int cgroup_procs = -1;
+    std::string working_dir;
+    int report_fd = -1;
+
+    void seal() {
+        for (auto& a : argv_storage) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        for (auto& e : envp_storage) envp.push_back(e.data());
+        envp.push_back(nullptr);
+    }
+};
+
+[[noreturn]] void fail_in_child(int report_fd, ChildStep step) {
+    ChildFailure failure{step, errno};
+    (void)!::write(report_fd, &failure, sizeof failure);
+    ::_exit(127);
+}
+
+// A descriptor below 3 would be overwritten by the dup2() onto stdin/stdout/stderr.
+void lift_above_stdio(int& fd) {
+    if (fd >= 0 && fd < 3) fd = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
+}
+
+void reset_signals() {
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; ++sig) ::sigaction(sig, &dfl, nullptr);
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+}
+
+// Only async-signal-safe calls from here to exec: no allocation, no locks, no exceptions.
+[[noreturn]] void exec_child(ChildPlan& p) {
+    lift_above_stdio(p.report_fd);
+    lift_above_stdio(p.cgroup_procs);
+    for (int& fd : p.stdio) lift_above_stdio(fd);
+    reset_signals();
+
+    if (p.terminal_fd >= 0) {
+        if (::setsid() < 0) fail_in_child(p.report_fd, ChildStep::process_group);
+        if (::ioctl(p.stdio[0], TIOCSCTTY, 0) < 0) fail_in_child(p.report_fd, ChildStep::terminal);
+    } else if (p.own_group && ::setpgid(0, 0) < 0) {
+        fail_in_child(p.report_fd, ChildStep::process_group);
+    }
+
+    // "0" moves the writer itself, so the pid needs no formatting here.
+    if (p.cgroup_procs >= 0 && ::write(p.cgroup_procs, "0", 1) != 1)
+        fail_in_child(p.report_fd, ChildStep::cgroup);
+
+    for (int target = 0; target < 3; ++target) {
+        if (p.stdio[target] >= 0 && ::dup2(p.stdio[target], target) < 0)
+            fail_in_child(p.report_fd, ChildStep::stdio);
+    }
+    if (!p.working_dir.empty() && ::chdir(p.working_dir.c_str()) < 0)
+        fail_in_child(p.report_fd, ChildStep::working_dir);
+
+    ::execve(p.path.c_str(), p.argv.data(), p.envp.data());
+    fail_in_child(p.report_fd, ChildStep::exec);
+}
+
+// --- Small pieces for the parent ------------------------------------------------------------
+
+Fd stdin_with_bytes(const std::string& bytes) {
+    // A memfd, not a pipe: the child reads it at its own pace and nobody can get SIGPIPE.
+    int fd = ::memfd_create("ktstr-payload-stdin", MFD_CLOEXEC);
+    if (fd < 0) throw_errno("cannot create payload stdin");
+    Fd file(fd);
+    write_all(file.get(), bytes.data(), bytes.size(), "payload stdin");
+    if (::lseek(file.get(), 0, SEEK_SET) < 0) throw_errno("cannot rewind payload stdin");
+    return file;
+}
+
+Fd open_pidfd(pid_t pid) {
+    int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+    if (fd < 0) throw_errno("cannot open pidfd of payload " + std::to_string(pid));
+    return Fd(fd);
+}
+
+void set_nonblocking(const Fd& fd) {
+    int flags = ::fcntl(fd.get(), F_GETFL);
+    if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK) < 0)
+        throw_errno("cannot make payload output pipe non-blocking");
+}
+
+int ms_until(std::optional<TimePoint> when) {
+    if (!when) return -1;
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(*when - Clock::now()).count();
+    return left < 0 ? 0 : static_cast<int>(std::min<long long>(left, 1 << 30));
+}
+
+std::optional<TimePoint> earliest(std::optional<TimePoint> a, std::optional<TimePoint> b) {
+    if (!a) return b;
+    if (!b) return a;
+    return std::min(*a, *b);
+}
+
+std::optional<ProcessEntry> read_process_entry(pid_t pid) {
+    Fd stat(::open(("/proc/" + std::to_string(pid) + "/stat").c_str(), O_RDONLY | O_CLOEXEC));
+    if (!stat) return std::nullopt;
+    char line[512];
+    ssize_t n = ::read(stat.get(), line, sizeof line - 1);
+    if (n <= 0) return std::nullopt;
+    line[n] = '\0';
+
+    // The command name may hold spaces and parentheses; the fields follow its last ')'.
+    const char* after_name = std::strrchr(line, ')');
+    ProcessEntry entry{pid, '?', 0, 0};
+    if (!after_name ||
+        std::sscanf(after_name + 1, " %c %d %d", &entry.state, &entry.ppid, &entry.pgrp) != 3)
+        return std::nullopt;
+    return entry;
+}
+
+bool is_alive(const ProcessEntry& e) {
+    return e.state != 'Z' && e.state != 'X';
+}
+
+std::vector<pid_t> read_cgroup_procs(const std::filesystem::path& cgroup) {
+    std::vector<pid_t> pids;
+    const auto file = cgroup / "cgroup.procs";
+    std::FILE* procs = std::fopen(file.c_str(), "re");
+    if (!procs && errno == ENOENT) return pids;  // the cgroup is gone, so are its processes
+    if (!procs) throw_errno("cannot read " + quoted(file.string()));
+    for (int pid; std::fscanf(procs, "%d", &pid) == 1;) pids.push_back(pid);
+    std::fclose(procs);
+    return pids;
+}
+
+void kill_cgroup(const std::filesystem::path& cgroup, const std::vector<pid_t>& members) {
+    std::string kill_file = (cgroup / "cgroup.kill").string();
+    Fd kill(::open(kill_file.c_str(), O_WRONLY | O_CLOEXEC));
+    if (!kill && errno == ENOENT) {
+        // Not yet: kernels before 5.14 have no cgroup.kill; a process forking right now
+        // can slip past this one-by-one kill.
+        for (pid_t pid : members) ::kill(pid, SIGKILL);
+        return;
+    }
+    if (!kill) throw_errno("cannot open " + quoted(kill_file));
+    write_all(kill.get(), "1", 1, quoted(kill_file));
+}
+
+PayloadExit decode_status(int status, bool timed_out) {
+    PayloadExit exit;
+    if (WIFEXITED(status)) exit.exit_code = WEXITSTATUS(status);
+    if (WIFSIGNALED(status)) exit.signal = WTERMSIG(status);
+    exit.timed_out = timed_out;
+    return exit;
+}
+
+}  // namespace
+
+// --- PayloadExit ----------------------------------------------------------------------------
+
+std::string PayloadExit::describe() const {
+    std::string how = "still running";
+    if (exit_code) how = "exited with code " + std::to_string(*exit_code);
+    if (signal) {
+        const char* name = ::sigdescr_np(*signal);
+        how = "killed by signal " + std::to_string(*signal) + " (" + (name ? name : "?") + ")";
+    }
+    return timed_out ? "timed out, " + how : how;
+}
+
+// --- PayloadHandle::State: one running payload ----------------------------------------------
+
+struct PayloadHandle::State {
+    std::string name;
+    pid_t pid = -1;
+    pid_t pgid = -1;
+    bool own_group = true;
+    Fd pidfd;
+    Fd out;  // read ends of the capture pipes, closed at end of file
+    Fd err;
+    CapturedOutput out_bytes;
+    CapturedOutput err_bytes;
+    std::size_t capture_limit = 0;
+    std::optional<TimePoint> deadline;
+    std::chrono::milliseconds drain_bound{0};
+    std::optional<std::filesystem::path> cgroup;
+    TimePoint started;
+    TimePoint ended;
+    std::set<pid_t> killed;
+    int escaped = 0;
+    bool timed_out = false;
+    bool output_held_open = false;
+    std::optional<PayloadExit> exit;
+
+    void note_live_members() {
+        if (!own_group) {
+            if (auto leader = read_process_entry(pid); leader && is_alive(*leader))
+                killed.insert(pid);
+            return;
+        }
+        for (const auto& p : process_table())
+            if (p.pgrp == pgid && is_alive(p)) killed.insert(p.pid);
+    }
+
+    void signal_all(int sig) {
+        if (sig == SIGKILL) note_live_members();
+        if (own_group && ::killpg(pgid, sig) < 0 && errno != ESRCH)
+            throw_errno("cannot signal process group " + std::to_string(pgid) + " of payload " +
+                        quoted(name));
+        // The leader by pid too: it may not have made its own group yet.
+        if (::kill(pid, sig) < 0 && errno != ESRCH)
+            throw_errno("cannot signal payload " + quoted(name));
+    }
+
+    void kill() {
+        if (!exit) signal_all(SIGKILL);
+    }
+
+    // Processes that left the group (setsid) are out of killpg's reach but not the cgroup's.
+    void sweep_cgroup() {
+        if (!cgroup) return;
+        auto members = read_cgroup_procs(*cgroup);
+        std::erase(members, pid);
+        if (members.empty()) return;
+        for (pid_t member : members) {
+            killed.insert(member);
+            auto entry = read_process_entry(member);
+            if (own_group && entry && entry->pgrp != pgid) ++escaped;
+        }
+        kill_cgroup(*cgroup, members);
+    }
+
+    // The leader has exited but is not reaped: its zombie keeps the group id reserved, so
+    // killpg cannot hit an unrelated group that reused the number.
+    void finish() {
+        if (own_group) signal_all(SIGKILL);
+        sweep_cgroup();
+
+        int status = 0;
+        while (::waitpid(pid, &status, 0) < 0) {
+            if (errno != EINTR) throw_errno("cannot reap payload " + quoted(name));
+        }
+        ended = Clock::now();
+        exit = decode_status(status, timed_out);
+    }
+
+    void keep(CapturedOutput& into, const char* data, std::size_t n) {
+        std::size_t room = capture_limit - std::min(capture_limit, into.bytes.size());
+        into.bytes.append(data, std::min(n, room));
+        if (n > room) into.truncated = true;
+    }
+
+    // Reads what is there now, a bounded number of chunks so the caller gets to the leader.
+    void read_from(Fd& pipe, CapturedOutput& into) {
+        char chunk[65536];
+        for (int round = 0; pipe && round < 16; ++round) {
+            ssize_t n = ::read(pipe.get(), chunk, sizeof chunk);
+            if (n > 0)
+                keep(into, chunk, static_cast<std::size_t>(n));
+            else if (n == 0)
+                pipe.reset();
+            else if (errno == EAGAIN)
+                return;
+            else if (errno != EINTR)
+                throw_errno("cannot read output of payload " + quoted(name));
+        }
+    }
+
+    // One poll over the leader's pidfd and the open pipes; true when the leader has exited.
+    bool poll_once(int timeout_ms) {
+        pollfd fds[3] = {{pidfd.get(), POLLIN, 0},
+                         {out ? out.get() : -1, POLLIN, 0},
+                         {err ? err.get() : -1, POLLIN, 0}};
+        if (::poll(fds, 3, timeout_ms) < 0) {
+            if (errno == EINTR) return false;
+            throw_errno("cannot wait for payload " + quoted(name));
+        }
+        if (fds[1].revents) read_from(out, out_bytes);
+        if (fds[2].revents) read_from(err, err_bytes);
+        return fds[0].revents != 0;
+    }
+
+    std::optional<PayloadExit> wait_until(std::optional<TimePoint> until) {
+        while (!exit) {
+            if (deadline && Clock::now() >= *deadline) {
+                deadline.reset();
+                timed_out = true;
+                kill();
+            }
+            if (poll_once(ms_until(earliest(until, deadline)))) {
+                finish();
+                break;
+            }
+            if (until && Clock::now() >= *until) return std::nullopt;
+        }
+        return exit;
+    }
+
+    // After finish(): the group is dead, so end of file comes at once unless a process
+    // outside it holds a pipe; then stop at the bound rather than hang.
+    void drain() {
+        auto until = Clock::now() + drain_bound;
+        while (out || err) {
+            if (Clock::now() >= until) {
+                output_held_open = true;
+                break;
+            }
+            pollfd fds[2] = {{out ? out.get() : -1, POLLIN, 0}, {err ? err.get() : -1, POLLIN, 0}};
+            int ready = ::poll(fds, 2, ms_until(until));
+            if (ready < 0 && errno != EINTR)
+                throw_errno("cannot read output of payload " + quoted(name));
+            if (ready <= 0) continue;
+            if (fds[0].revents) read_from(out, out_bytes);
+            if (fds[1].revents) read_from(err, err_bytes);
+        }
+        out.reset();
+        err.reset();
+    }
+
+    // Cleanup that must not throw: the destructor's and a failed spawn's.
+    void abandon() noexcept {
+        try {
+            kill();
+            if (!exit) finish();
+        } catch (...) {
+            ::kill(pid, SIGKILL);
+            while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+            }
+            exit = PayloadExit{};
+        }
+    }
+};
+
+// --- PayloadRun ----------------------------------------------------------------------------
+
+PayloadRun::PayloadRun(std::string binary) : binary_(std::move(binary)) {}
+
+PayloadRun& PayloadRun::arg(std::string a) {
+    args_.push_back(std::move(a));
+    return *this;
+}
+PayloadRun& PayloadRun::args(std::vector<std::string> as) {
+    for (auto& a : as) args_.push_back(std::move(a));
+    return *this;
+}
+PayloadRun& PayloadRun::clear_args() {
+    args_.clear();
+    return *this;
+}
+PayloadRun& PayloadRun::env(std::string name, std::string value) {
+    env_changes_[std::move(name)] = std::move(value);
+    return *this;
+}
+PayloadRun& PayloadRun::unset_env(std::string name) {
+    env_changes_[std::move(name)] = std::nullopt;
+    return *this;
+}
+PayloadRun& PayloadRun::clear_env() {
+    inherit_env_ = false;
+    env_changes_.clear();
+    return *this;
+}
+PayloadRun& PayloadRun::working_dir(std::filesystem::path dir) {
+    working_dir_ = std::move(dir);
+    return *this;
+}
+PayloadRun& PayloadRun::stdin_null() {
+    stdin_bytes_.reset();
+    return *this;
+}
+PayloadRun& PayloadRun::stdin_bytes(std::string bytes) {
+    stdin_bytes_ = std::move(bytes);
+    return *this;
+}
+PayloadRun& PayloadRun::stdout_to(Output where) {
+    stdout_ = where;
+    return *this;
+}
+PayloadRun& PayloadRun::stderr_to(Output where) {
+    stderr_ = where;
+    return *this;
+}
+PayloadRun& PayloadRun::capture_limit(std::size_t bytes_per_stream) {
+    capture_limit_ = bytes_per_stream;
+    return *this;
+}
+PayloadRun& PayloadRun::timeout(std::chrono::milliseconds t) {
+    timeout_ = t;
+    return *this;
+}
+PayloadRun& PayloadRun::drain_bound(std::chrono::milliseconds t) {
+    drain_bound_ = t;
+    return *this;
+}
+PayloadRun& PayloadRun::cgroup(std::filesystem::path dir) {
+    cgroup_ = std::move(dir);
+    return *this;
+}
+PayloadRun& PayloadRun::uses_parent_pgrp(bool yes) {
+    uses_parent_pgrp_ = yes;
+    return *this;
+}
+PayloadRun& PayloadRun::controlling_terminal(int tty_fd) {
+    terminal_fd_ = tty_fd;
+    return *this;
+}
+
+PayloadReport PayloadRun::run() const {
+    return spawn().wait_and_capture();
+}
+
+namespace {
+
+// The descriptors the child gets as stdin, stdout and stderr; ours stay open until the fork.
+struct Stdio {
+    Fd input;
+    Pipe out;
+    Pipe err;
+};
+
+int child_end(const Output& where, Pipe& pipe) {
+    switch (where.kind()) {
+        case Output::Kind::captured:
+            pipe = Pipe::make();
+            return pipe.write.get();
+        case Output::Kind::inherited:
+            return -1;
+        case Output::Kind::fd:
+            return where.fd();
+    }
+    return -1;
+}
+
+std::string child_step_text(ChildStep step, const ChildPlan& plan, const std::string& cgroup,
+                            const std::string& name) {
+    switch (step) {
+        case ChildStep::process_group:
+            return "cannot create process group for payload " + quoted(name);
+        case ChildStep::terminal:
+            return "cannot take controlling terminal for " + quoted(name);
+        case ChildStep::cgroup:
+            return "cannot join cgroup " + quoted(cgroup);
+        case ChildStep::stdio:
+            return "cannot redirect stdio of payload " + quoted(name);
+        case ChildStep::working_dir:
+            return "cannot change to directory " + quoted(plan.working_dir);
+        case ChildStep::exec:
+            return "cannot execute " + quoted(plan.path);
+    }
+    return "cannot start payload " + quoted(name);
+}
+
+// Blocks until the child exec'd (the CLOEXEC pipe closes) or reported why it could not.
+std::optional<ChildFailure> read_child_failure(const Fd& report) {
+    ChildFailure failure{};
+    ssize_t n;
+    do {
+        n = ::read(report.get(), &failure, sizeof failure);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) throw_errno("cannot read payload start-up report");
+    if (n == 0) return std::nullopt;
+    return failure;
+}
+
+}  // namespace
+
+PayloadHandle PayloadRun::spawn() const {
+    Environment env = payload_environment(inherit_env_, env_changes_);
+    ChildPlan plan;
+    plan.path = resolve_binary(binary_, env);
+    plan.argv_storage.push_back(binary_);
+    plan.argv_storage.insert(plan.argv_storage.end(), args_.begin(), args_.end());
+    for (const auto& [name, value] : env) plan.envp_storage.push_back(name + "=" + value);
+    plan.seal();
+    if (working_dir_) plan.working_dir = working_dir_->string();
+
+    Stdio io;
+    if (terminal_fd_ >= 0) {
+        plan.terminal_fd = terminal_fd_;
+        plan.stdio[0] = plan.stdio[1] = plan.stdio[2] = terminal_fd_;
+    } else {
+        io.input = stdin_bytes_ ? stdin_with_bytes(*stdin_bytes_) : Fd::open("/dev/null", O_RDONLY);
+        plan.stdio[0] = io.input.get();
+        plan.stdio[1] = child_end(stdout_, io.out);
+        plan.stdio[2] = child_end(stderr_, io.err);
+    }
+    plan.own_group = !uses_parent_pgrp_ || terminal_fd_ >= 0;
+
+    Fd cgroup_procs;
+    if (cgroup_) {
+        cgroup_procs.reset(::open((*cgroup_ / "cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC));
+        if (!cgroup_procs) throw_errno("cannot open cgroup " + quoted(cgroup_->string()));
+        plan.cgroup_procs = cgroup_procs.get();
+    }
+    Pipe report = Pipe::make();
+    plan.report_fd = report.write.get();
+
+    auto started = Clock::now();
+    pid_t pid = ::fork();
+    if (pid < 0) throw_errno("cannot fork payload " + quoted(binary_));
+    if (pid == 0) exec_child(plan);
+
+    // From here the handle owns the child: any exception below kills and reaps it.
+    auto state = std::make_unique<PayloadHandle::State>();
+    state->name = binary_;
+    state->pid = pid;
+    state->own_group = plan.own_group;
+    state->pgid = plan.own_group ? pid : ::getpgrp();
+    state->started = started;
+    PayloadHandle handle(std::move(state));
+    PayloadHandle::State& s = *handle.s_;
+
+    report.write.reset();
+    io.out.write.reset();
+    io.err.write.reset();
+    if (auto failure = read_child_failure(report.read)) {
+        std::string cgroup = cgroup_ ? cgroup_->string() : "";
+        throw SysError(child_step_text(failure->step, plan, cgroup, binary_), failure->err);
+    }
+
+    s.pidfd = open_pidfd(pid);
+    s.out = std::move(io.out.read);
+    s.err = std::move(io.err.read);
+    if (s.out) set_nonblocking(s.out);
+    if (s.err) set_nonblocking(s.err);
+    s.capture_limit = capture_limit_;
+    s.drain_bound = drain_bound_;
+    s.cgroup = cgroup_;
+    if (timeout_.count() > 0) s.deadline = started + timeout_;
+    return handle;
+}
+
+// --- PayloadHandle -------------------------------------------------------------------------
+
+PayloadHandle::PayloadHandle(std::unique_ptr<State> s) : s_(std::move(s)) {}
+PayloadHandle::PayloadHandle(PayloadHandle&&) noexcept = default;
+
+PayloadHandle& PayloadHandle::operator=(PayloadHandle&& o) noexcept {
+    if (this != &o) {
+        PayloadHandle old(std::move(*this));
+        s_ = std::move(o.s_);
+    }
+    return *this;
+}
+
+PayloadHandle::~PayloadHandle() {
+    if (s_ && !s_->exit) s_->abandon();
+}
+
+pid_t PayloadHandle::pid() const noexcept {
+    return s_->pid;
+}
+pid_t PayloadHandle::pgid() const noexcept {
+    return s_->pgid;
+}
+int PayloadHandle::pidfd() const noexcept {
+    return s_->pidfd.get();
+}
+
+std::optional<std::chrono::steady_clock::time_point> PayloadHandle::deadline() const noexcept {
+    return s_->deadline;
+}
+
+PayloadExit PayloadHandle::wait() {
+    return *s_->wait_until(std::nullopt);
+}
+
+std::optional<PayloadExit> PayloadHandle::wait_for(std::chrono::milliseconds limit) {
+    return s_->wait_until(Clock::now() + limit);
+}
+
+std::optional<PayloadExit> PayloadHandle::try_wait() {
+    return s_->wait_until(Clock::now());
+}
+
+void PayloadHandle::kill() {
+    s_->kill();
+}
+
+PayloadExit PayloadHandle::terminate(std::chrono::milliseconds grace) {
+    if (s_->exit) return *s_->exit;
+    s_->signal_all(SIGTERM);
+    if (auto exit = wait_for(grace)) return *exit;
+    s_->kill();
+    return wait();
+}
+
+PayloadReport PayloadHandle::wait_and_capture() {
+    PayloadReport report;
+    static_cast<PayloadExit&>(report) = wait();
+    s_->drain();
+    report.out = std::move(s_->out_bytes);
+    report.err = std::move(s_->err_bytes);
+    report.wall_time = s_->ended - s_->started;
+    report.processes_killed = static_cast<int>(s_->killed.size());
+    report.escaped = s_->escaped;
+    report.descendants_may_remain = !s_->own_group && !s_->cgroup;
+    report.output_held_open = s_->output_held_open;
+    return report;
+}
+
+// --- The process table ---------------------------------------------------------------------
+
+std::vector<ProcessEntry> process_table() {
+    std::unique_ptr<DIR, int (*)(DIR*)> proc(::opendir("/proc"), ::closedir);
+    if (!proc) throw_errno("cannot open '/proc'");
+    std::vector<ProcessEntry> table;
+    while (const dirent* entry = ::readdir(proc.get())) {
+        if (!std::isdigit(static_cast<unsigned char>(entry->d_name[0]))) continue;
+        if (auto p = read_process_entry(std::atoi(entry->d_name))) table.push_back(*p);
+    }
+    return table;
+}
+
+}  // namespace ktstr
