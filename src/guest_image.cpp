@@ -42,8 +42,17 @@ fs::path find_busybox() {
     return bb;
 }
 
-ArchiveEntries guest_layout(const std::vector<IncludeSpec>& specs, const ClosureOptions& closure) {
+ArchiveEntries guest_layout(const std::vector<IncludeSpec>& specs, const KernelInfo& kernel,
+                            const ClosureOptions& closure) {
     auto entries = base_layer(find_guest_init(), find_busybox());
+    if (kernel.config && !kernel.version.empty()) {
+        ArchiveEntry config;
+        config.archive_path = "/boot/config-" + kernel.version;
+        config.host_path = *kernel.config;
+        config.mode = 0644;
+        config.reason = "the kernel's config";
+        merge_entries(entries, {config});
+    }
     merge_entries(entries, resolve_include_files(specs));
     merge_entries(entries, elf_closure(entries, closure));
     return entries;

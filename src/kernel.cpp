@@ -88,13 +88,14 @@ std::vector<KernelInfo> cached_kernels() {
 
 }  // namespace
 
-fs::path kernel_cache_dir() {
-    if (const char* d = std::getenv("KTSTR_CACHE_DIR"); d && *d) return fs::path(d) / "kernels";
-    if (const char* d = std::getenv("XDG_CACHE_HOME"); d && *d)
-        return fs::path(d) / "ktstr" / "kernels";
+fs::path cache_dir() {
+    if (const char* d = std::getenv("KTSTR_CACHE_DIR"); d && *d) return fs::path(d);
+    if (const char* d = std::getenv("XDG_CACHE_HOME"); d && *d) return fs::path(d) / "ktstr";
     const char* home = std::getenv("HOME");
-    return fs::path(home && *home ? home : "/root") / ".cache" / "ktstr" / "kernels";
+    return fs::path(home && *home ? home : "/root") / ".cache" / "ktstr";
 }
+
+fs::path kernel_cache_dir() { return cache_dir() / "kernels"; }
 
 KernelInfo inspect_kernel(const fs::path& image, std::string found_by) {
     KernelInfo k;

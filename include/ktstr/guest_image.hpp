@@ -9,6 +9,7 @@
 #include "ktstr/archive_entry.hpp"
 #include "ktstr/elf_closure.hpp"
 #include "ktstr/include_files.hpp"
+#include "ktstr/kernel.hpp"
 
 namespace ktstr {
 
@@ -19,9 +20,11 @@ std::filesystem::path find_guest_init();
 // $KTSTR_BUSYBOX, else /bin/busybox (Debian's busybox-static).
 std::filesystem::path find_busybox();
 
-// The base layer, the include files and the closure of all of them. Throws on
-// any bad input, before anything is written or booted.
-ArchiveEntries guest_layout(const std::vector<IncludeSpec>& specs,
+// The base layer, the include files and the closure of all of them, plus the
+// kernel's config at /boot/config-<version> when it has one (libbpf reads it
+// to resolve a BPF program's Kconfig externs). Throws on any bad input,
+// before anything is written or booted.
+ArchiveEntries guest_layout(const std::vector<IncludeSpec>& specs, const KernelInfo& kernel,
                             const ClosureOptions& closure = {});
 
 // Guest memory that fits an initramfs of `bytes`: the kernel holds the archive

@@ -17,8 +17,10 @@ struct KernelInfo {
     std::string found_by;                      // "--kernel", "KTSTR_KERNEL", "cache", "/boot", ...
 };
 
-// The kernel cache: $KTSTR_CACHE_DIR/kernels, else $XDG_CACHE_HOME/ktstr/kernels,
-// else ~/.cache/ktstr/kernels. The set-up script fills it.
+// ktstr's cache: $KTSTR_CACHE_DIR, else $XDG_CACHE_HOME/ktstr, else
+// ~/.cache/ktstr. The set-up script puts kernels in kernels/ and the kernel's
+// example sched_ext schedulers in scx/bin/.
+std::filesystem::path cache_dir();
 std::filesystem::path kernel_cache_dir();
 
 // Reads an image's version string and looks for its config.

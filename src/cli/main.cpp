@@ -70,6 +70,7 @@ constexpr const char* kInitramfsHelp = R"(usage: ktstr initramfs [-i SPEC]... (-
 Writes the initramfs `ktstr shell` would boot with the same -i arguments.
   -i, --include-files SPEC  as for `ktstr shell`
   -o, --output FILE         where to write it (newc cpio, uncompressed)
+  --kernel PATH             the kernel it is for (its config is packed too)
   --list                    print the layout: archive path, host source, size,
                             and why each entry is there
 )";
@@ -99,7 +100,7 @@ double parse_number(const std::string& flag, const std::string& text) {
 
 int cmd_initramfs(Args& args) {
     std::vector<IncludeSpec> specs;
-    std::string out;
+    std::string out, kernel;
     bool list = false;
     while (!args.done()) {
         const auto& a = args.peek();
@@ -107,10 +108,11 @@ int cmd_initramfs(Args& args) {
         if (a == "-i" || a == "--include-files") specs.push_back({args.value(a), "-i"});
         else if (a == "-o" || a == "--output") out = args.value(a);
         else if (a == "--list") list = true, ++args.pos;
+        else if (a == "--kernel") kernel = args.value(a);
         else throw Error("unknown option " + quoted(a) + " for `ktstr initramfs` (see --help)");
     }
     if (out.empty() && !list) throw Error("`ktstr initramfs` needs -o FILE or --list");
-    auto entries = guest_layout(specs);
+    auto entries = guest_layout(specs, choose_kernel(kernel));
     if (list) fmt::print("{}", format_layout(entries));
     if (!out.empty()) write_initramfs(entries, out);
     return 0;
@@ -175,7 +177,7 @@ int cmd_shell(Args& args) {
     spec.accel = choose_accel(o.accel);
     TempDir dir("ktstr-shell");
     spec.initramfs = dir.path() / "initramfs.cpio";
-    write_initramfs(guest_layout(o.specs), spec.initramfs);
+    write_initramfs(guest_layout(o.specs, spec.kernel), spec.initramfs);
 
     log(LogLevel::Info, "accel {}: {}", spec.accel.accel == Accel::Kvm ? "kvm" : "tcg",
         spec.accel.reason);

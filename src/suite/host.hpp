@@ -1,0 +1,67 @@
+// The host half of a suite runner.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "ktstr/include_files.hpp"
+#include "ktstr/kernel.hpp"
+#include "ktstr/qemu.hpp"
+#include "ktstr/test.hpp"
+#include "ktstr/vm_run.hpp"
+
+namespace ktstr::suite {
+
+struct HostOptions {
+    bool list = false;
+    std::string filter;  // a glob over test names
+    std::string exact;
+    int jobs = 1;
+    std::string kernel;
+    std::string accel;
+    bool verbose = false;
+    std::string junit;
+    int shard_index = 0;
+    int shard_count = 1;
+};
+
+enum class Status { Pass, Fail, Skip, Error };
+
+struct TestOutcome {
+    const TestCase* test = nullptr;
+    Status status = Status::Error;
+    std::vector<std::string> messages;
+    double seconds = 0;
+    std::string stdout_tail, stderr_tail;
+    VmResult vm;
+};
+
+// Every include file a test needs: the suite binary, its scheduler's binary
+// and config, its payloads' and workloads' include_files, extra_include_files.
+std::vector<IncludeSpec> include_specs(const TestCase& t);
+
+// Kernel command-line words from the test and its scheduler's sysctls.
+std::vector<std::string> kernel_words(const TestCase& t);
+
+// A Discover or Path scheduler's host binary. Discover looks at
+// $KTSTR_SCHEDULER, the suite binary's directory, the build tree, the scx
+// cache (cache_dir()/scx/bin), then PATH; the error lists every place tried.
+std::string resolve_scheduler_binary(const Scheduler& s);
+
+// Deterministic sharding: each name falls in exactly one of `count` shards.
+bool in_shard(std::string_view name, int index, int count);
+
+std::vector<const TestCase*> select_tests(const HostOptions& o);
+
+std::vector<TestOutcome> run_tests(const std::vector<const TestCase*>& tests,
+                                   const HostOptions& o, const KernelInfo& kernel,
+                                   const AccelChoice& accel, int cancel_fd,
+                                   const std::function<void(const TestOutcome&)>& on_done);
+
+// JUnit XML for the outcomes.
+std::string junit_xml(const std::vector<TestOutcome>& outcomes, const std::string& suite_name);
+
+const char* status_name(Status s);
+
+}  // namespace ktstr::suite

@@ -1,0 +1,96 @@
+// What a suite run prints and writes: status names, failure reports, JUnit XML.
+#include <fmt/core.h>
+
+#include "host.hpp"
+
+namespace ktstr::suite {
+namespace {
+
+std::string xml_escape(std::string_view s) {
+    std::string out;
+    for (unsigned char c : s) {
+        switch (c) {
+            case '&': out += "&amp;"; break;
+            case '<': out += "&lt;"; break;
+            case '>': out += "&gt;"; break;
+            case '"': out += "&quot;"; break;
+            case '\'': out += "&apos;"; break;
+            default:
+                // XML 1.0 has no place for most control characters.
+                if (c < 0x20 && c != '\n' && c != '\t' && c != '\r') out += fmt::format("\\x{:02x}", c);
+                else out += static_cast<char>(c);
+        }
+    }
+    return out;
+}
+
+std::string join_lines(const std::vector<std::string>& lines) {
+    std::string s;
+    for (const auto& l : lines) s += (s.empty() ? "" : "\n") + l;
+    return s;
+}
+
+}  // namespace
+
+const char* status_name(Status s) {
+    switch (s) {
+        case Status::Pass: return "PASS";
+        case Status::Fail: return "FAIL";
+        case Status::Skip: return "SKIP";
+        case Status::Error: return "ERROR";
+    }
+    return "?";
+}
+
+std::string failure_report(const TestOutcome& o) {
+    const auto& a = o.test->attrs;
+    std::string s = fmt::format("--- {} {} ({}:{})\n  topology {}, scheduler {}\n",
+                                status_name(o.status), o.test->name, o.test->file, o.test->line,
+                                a.topology, a.scheduler ? a.scheduler->name : "eevdf");
+    for (const auto& m : o.messages) s += "  " + m + "\n";
+    if (!o.stdout_tail.empty()) s += "--- guest stdout (tail)\n" + o.stdout_tail + "\n";
+    if (!o.stderr_tail.empty()) s += "--- guest stderr (tail)\n" + o.stderr_tail + "\n";
+    if (!o.vm.console_tail.empty()) s += "--- guest console (tail)\n" + o.vm.console_tail + "\n";
+    return s;
+}
+
+std::string junit_xml(const std::vector<TestOutcome>& outcomes, const std::string& suite_name) {
+    int failures = 0, errors = 0, skipped = 0;
+    double total = 0;
+    for (const auto& o : outcomes) {
+        failures += o.status == Status::Fail;
+        errors += o.status == Status::Error;
+        skipped += o.status == Status::Skip;
+        total += o.seconds;
+    }
+    std::string x = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
+    x += fmt::format(
+        "<testsuites>\n<testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" "
+        "skipped=\"{}\" time=\"{:.3f}\">\n",
+        xml_escape(suite_name), outcomes.size(), failures, errors, skipped, total);
+    for (const auto& o : outcomes) {
+        x += fmt::format("  <testcase name=\"{}\" classname=\"{}\" time=\"{:.3f}\">\n",
+                         xml_escape(o.test->name), xml_escape(suite_name), o.seconds);
+        auto text = xml_escape(join_lines(o.messages));
+        auto first = o.messages.empty() ? std::string() : o.messages.front();
+        if (o.status == Status::Fail)
+            x += fmt::format("    <failure message=\"{}\">{}</failure>\n", xml_escape(first), text);
+        else if (o.status == Status::Error)
+            x += fmt::format("    <error message=\"{}\">{}</error>\n", xml_escape(first), text);
+        else if (o.status == Status::Skip)
+            x += fmt::format("    <skipped message=\"{}\"/>\n", xml_escape(first));
+        x += fmt::format(
+            "    <properties><property name=\"ms_to_hello\" value=\"{:.0f}\"/>"
+            "<property name=\"ms_total\" value=\"{:.0f}\"/></properties>\n",
+            o.vm.ms_to_hello, o.vm.ms_total);
+        if (!o.stdout_tail.empty())
+            x += "    <system-out>" + xml_escape(o.stdout_tail) + "</system-out>\n";
+        if (!o.stderr_tail.empty() || !o.vm.console_tail.empty())
+            x += "    <system-err>" + xml_escape(o.stderr_tail + o.vm.console_tail) +
+                 "</system-err>\n";
+        x += "  </testcase>\n";
+    }
+    return x + "</testsuite>\n</testsuites>\n";
+}
+
+}  // namespace ktstr::suite
