@@ -60,7 +60,7 @@ TEST_CASE("a config without sched_ext says so; no config means unknown", "[kerne
     CHECK(ktstr::inspect_kernel(dir.path() / "vmlinuz", "test").sched_ext == false);
 }
 
-TEST_CASE("--kernel beats KTSTR_KERNEL, which beats the cache", "[kernel]") {
+TEST_CASE("the --kernel flag beats KTSTR_KERNEL, which beats the cache", "[kernel]") {
     ktstr::TempDir dir;
     fs::create_directories(dir.path() / "a");
     fs::create_directories(dir.path() / "cache/kernels/7.0/");

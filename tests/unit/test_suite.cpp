@@ -72,7 +72,7 @@ TEST_CASE("the helper packs the binary first; an aggregate gets nothing injected
     STATIC_REQUIRE(ktstr::Payload::kernel_default().scheduler()->is_eevdf());
 }
 
-TEST_CASE("--filter and --exact select by name", "[suite]") {
+TEST_CASE("the --filter and --exact flags select by name", "[suite]") {
     ktstr::suite::HostOptions o;
     o.filter = "unit_registered_*";
     auto names = [&] {
