@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
@@ -16,6 +17,7 @@
 #include "ktstr/guest_image.hpp"
 #include "ktstr/include_files.hpp"
 #include "ktstr/initramfs.hpp"
+#include "ktstr/initramfs_cache.hpp"
 #include "ktstr/kernel.hpp"
 #include "ktstr/log.hpp"
 #include "ktstr/vm_run.hpp"
@@ -34,6 +36,7 @@ commands:
   shell        boot a VM and run --exec CMD in it, or an interactive shell
   initramfs    write the initramfs that `shell` would boot, or --list it
   kernel list  show the kernels ktstr can find
+  cache clean  empty the initramfs cache
 
 Run `ktstr <command> --help` for a command's options.
 )";
@@ -61,6 +64,8 @@ options:
   --timeout S               kill CMD after S seconds (default 600, 0: none)
   --boot-timeout S          fail when the guest has not started in S seconds
   --cmdline WORD            append WORD to the kernel command line (repeatable)
+  --no-cache                write the initramfs afresh into a temp dir instead
+                            of using the initramfs cache (see `ktstr cache`)
   -v, --verbose             say what happens, with the full kernel log
   -h, --help                this text
 )";
@@ -118,6 +123,13 @@ int cmd_initramfs(Args& args) {
     return 0;
 }
 
+int cmd_cache(Args& args) {
+    if (args.done() || args.peek() != "clean") throw Error("usage: ktstr cache clean");
+    auto freed = clean_initramfs_cache();
+    fmt::print("removed {} MB from {}\n", freed >> 20, initramfs_cache_dir().string());
+    return 0;
+}
+
 int cmd_kernel(Args& args) {
     if (args.done() || args.peek() != "list")
         throw Error("usage: ktstr kernel list");
@@ -143,6 +155,7 @@ struct ShellOptions {
     double timeout_s = 600, boot_timeout_s = 0;
     std::vector<std::string> cmdline;
     bool verbose = false;
+    bool cache = true;
 };
 
 ShellOptions parse_shell(Args& args) {
@@ -160,6 +173,7 @@ ShellOptions parse_shell(Args& args) {
         else if (a == "--boot-timeout") o.boot_timeout_s = parse_number(a, args.value(a));
         else if (a == "--cmdline") o.cmdline.push_back(args.value(a));
         else if (a == "-v" || a == "--verbose") o.verbose = true, ++args.pos;
+        else if (a == "--no-cache") o.cache = false, ++args.pos;
         else throw Error("unknown option " + quoted(a) + " for `ktstr shell` (see --help)");
     }
     if (o.cpus < 1) throw Error("option --cpus wants at least 1");
@@ -175,9 +189,21 @@ int cmd_shell(Args& args) {
     VmSpec spec;
     spec.kernel = choose_kernel(o.kernel);
     spec.accel = choose_accel(o.accel);
-    TempDir dir("ktstr-shell");
-    spec.initramfs = dir.path() / "initramfs.cpio";
-    write_initramfs(guest_layout(o.specs, spec.kernel), spec.initramfs);
+    auto t_pack = std::chrono::steady_clock::now();
+    std::optional<TempDir> dir;
+    auto layout = guest_layout(o.specs, spec.kernel);
+    if (o.cache) {
+        auto cached = cached_initramfs(layout);
+        spec.initramfs = cached.path;
+        log(LogLevel::Debug, "initramfs {} ({})", cached.path.string(),
+            cached.hit ? "cached" : "written");
+    } else {
+        dir.emplace("ktstr-shell");
+        spec.initramfs = dir->path() / "initramfs.cpio";
+        write_initramfs(layout, spec.initramfs);
+    }
+    auto ms_pack = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
+                                                             t_pack).count();
 
     log(LogLevel::Info, "accel {}: {}", spec.accel.accel == Accel::Kvm ? "kvm" : "tcg",
         spec.accel.reason);
@@ -210,7 +236,10 @@ int cmd_shell(Args& args) {
         log(LogLevel::Error, "command killed by signal {} ({})", *r.verdict.signal,
             strsignal(*r.verdict.signal));
     }
-    log(LogLevel::Debug, "hello after {:.0f} ms, total {:.0f} ms", r.ms_to_hello, r.ms_total);
+    log(LogLevel::Debug,
+        "time: packing {:.0f} ms, qemu start to kernel boot to init {:.0f} ms (guest clock {:.0f} "
+        "ms), command {:.0f} ms, total VM {:.0f} ms",
+        ms_pack, r.ms_to_hello, r.verdict.ms_boot_to_init, r.verdict.ms_command, r.ms_total);
     return r.exit_code();
 }
 
@@ -230,6 +259,7 @@ int main(int argc, char** argv) {
         if (cmd == "shell") return cmd_shell(args);
         if (cmd == "initramfs") return cmd_initramfs(args);
         if (cmd == "kernel") return cmd_kernel(args);
+        if (cmd == "cache") return cmd_cache(args);
         throw Error("unknown command " + quoted(cmd) + " (see ktstr --help)");
     } catch (const std::exception& e) {
         log(LogLevel::Error, "{}", e.what());

@@ -8,7 +8,11 @@
 #include "ktstr/error.hpp"
 #include "ktstr/fd.hpp"
 #include "ktstr/kernel.hpp"
+#include "ktstr/initramfs_cache.hpp"
 #include "ktstr/qemu.hpp"
+#include "ktstr/sha256.hpp"
+
+#include <sys/stat.h>
 
 namespace fs = std::filesystem;
 using Catch::Matchers::ContainsSubstring;
@@ -144,4 +148,43 @@ TEST_CASE("NUMA nodes take whole sockets and all the memory", "[qemu]") {
     CHECK(has("memory-backend-ram,id=mem1,size=513M"));
     CHECK(has("cpu,node-id=0,socket-id=1"));
     CHECK(has("cpu,node-id=1,socket-id=3"));
+}
+
+TEST_CASE("SHA-256 matches the standard's test vectors", "[cache]") {
+    CHECK(ktstr::Sha256::hex("") ==
+          "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    CHECK(ktstr::Sha256::hex("abc") ==
+          "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    CHECK(ktstr::Sha256::hex(std::string(1000000, 'a')) ==
+          "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+
+TEST_CASE("the initramfs cache serves a hit only while every file is unchanged", "[cache]") {
+    ktstr::TempDir dir;
+    auto file = dir.path() / "payload";
+    std::ofstream(file) << "version 1";
+    ktstr::ArchiveEntries entries(1);
+    entries[0].archive_path = "/include-files/payload";
+    entries[0].host_path = file;
+    entries[0].mode = 0755;
+    entries[0].reason = "test";
+    auto cache = dir.path() / "cache";
+    auto first = ktstr::cached_initramfs(entries, cache);
+    CHECK_FALSE(first.hit);
+    auto again = ktstr::cached_initramfs(entries, cache);
+    CHECK(again.hit);
+    CHECK(again.path == first.path);
+    // Same size, same mtime set back by hand: ctime still moves, so a new key.
+    struct stat before{};
+    ::stat(file.c_str(), &before);
+    std::ofstream(file) << "version 2";
+    timespec times[2] = {before.st_atim, before.st_mtim};
+    ::utimensat(AT_FDCWD, file.c_str(), times, 0);
+    auto changed = ktstr::cached_initramfs(entries, cache);
+    CHECK_FALSE(changed.hit);
+    CHECK(changed.key != first.key);
+    entries[0].mode = 0700;
+    CHECK(ktstr::initramfs_key(entries) != changed.key);
+    CHECK(ktstr::clean_initramfs_cache(cache) > 0);
+    CHECK(fs::is_empty(cache));
 }

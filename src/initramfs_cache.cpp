@@ -1,0 +1,125 @@
+#include "ktstr/initramfs_cache.hpp"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <vector>
+
+#include "ktstr/error.hpp"
+#include "ktstr/initramfs.hpp"
+#include "ktstr/kernel.hpp"
+#include "ktstr/sha256.hpp"
+
+namespace fs = std::filesystem;
+
+namespace ktstr {
+namespace {
+
+// Bumped whenever the writer's output for the same entries changes.
+constexpr const char* kFormat = "ktstr-initramfs-1";
+constexpr auto kInUseWindow = std::chrono::minutes(10);
+
+void add_field(Sha256& h, std::string_view s) {
+    h.update(std::to_string(s.size()));
+    h.update(":");
+    h.update(s);
+}
+
+void add_host_file(Sha256& h, const ArchiveEntry& e) {
+    struct stat st{};
+    if (::stat(e.host_path.c_str(), &st) != 0)
+        throw_errno("cannot stat " + quoted(e.host_path.string()) + " (" + e.reason + ")");
+    for (long long v : {(long long)st.st_dev, (long long)st.st_ino, (long long)st.st_size,
+                        (long long)st.st_mtim.tv_sec, (long long)st.st_mtim.tv_nsec,
+                        (long long)st.st_ctim.tv_sec, (long long)st.st_ctim.tv_nsec,
+                        (long long)st.st_mode})
+        add_field(h, std::to_string(v));
+}
+
+uint64_t max_cache_bytes() {
+    const char* env = std::getenv("KTSTR_CACHE_MAX_MB");
+    uint64_t mb = env && *env ? std::strtoull(env, nullptr, 10) : 2048;
+    return mb << 20;
+}
+
+void trim(const fs::path& dir, const fs::path& keep) {
+    struct Item {
+        fs::path path;
+        fs::file_time_type used;
+        uintmax_t size;
+    };
+    std::vector<Item> items;
+    uintmax_t total = 0;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(dir, ec)) {
+        if (e.path().extension() != ".cpio") continue;
+        Item it{e.path(), e.last_write_time(ec), e.file_size(ec)};
+        if (ec) continue;
+        total += it.size;
+        items.push_back(it);
+    }
+    std::sort(items.begin(), items.end(), [](auto& a, auto& b) { return a.used < b.used; });
+    auto recent = fs::file_time_type::clock::now() - kInUseWindow;
+    for (const auto& it : items) {
+        if (total <= max_cache_bytes()) break;
+        if (it.path == keep || it.used > recent) continue;
+        if (fs::remove(it.path, ec)) total -= it.size;
+    }
+}
+
+}  // namespace
+
+fs::path initramfs_cache_dir() { return cache_dir() / "initramfs"; }
+
+std::string initramfs_key(const ArchiveEntries& entries) {
+    std::vector<const ArchiveEntry*> sorted;
+    for (const auto& e : entries) sorted.push_back(&e);
+    std::sort(sorted.begin(), sorted.end(),
+              [](auto a, auto b) { return a->archive_path < b->archive_path; });
+    Sha256 h;
+    h.update(kFormat);
+    for (const auto* e : sorted) {
+        add_field(h, e->archive_path);
+        add_field(h, std::to_string(int(e->kind)) + "/" + std::to_string(e->mode));
+        add_field(h, e->link_target);
+        add_field(h, e->data);
+        if (e->kind == EntryKind::File && !e->host_path.empty()) add_host_file(h, *e);
+    }
+    static constexpr char digits[] = "0123456789abcdef";
+    std::string hex;
+    for (uint8_t b : h.finish()) hex += digits[b >> 4], hex += digits[b & 15];
+    return hex;
+}
+
+CachedInitramfs cached_initramfs(const ArchiveEntries& entries, const fs::path& dir) {
+    CachedInitramfs c;
+    c.key = initramfs_key(entries);
+    c.path = dir / (c.key + ".cpio");
+    std::error_code ec;
+    if (fs::exists(c.path, ec)) {
+        c.hit = true;
+        fs::last_write_time(c.path, fs::file_time_type::clock::now(), ec);  // for trimming
+        return c;
+    }
+    fs::create_directories(dir, ec);
+    if (ec) throw Error("cannot create cache dir " + quoted(dir.string()) + ": " + ec.message());
+    write_initramfs(entries, c.path);
+    trim(dir, c.path);
+    return c;
+}
+
+std::uintmax_t clean_initramfs_cache(const fs::path& dir) {
+    std::uintmax_t freed = 0;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(dir, ec)) {
+        auto name = e.path().filename().string();
+        if (e.path().extension() != ".cpio" && name.find(".cpio.") == std::string::npos) continue;
+        auto size = e.file_size(ec);
+        if (fs::remove(e.path(), ec)) freed += size;
+    }
+    return freed;
+}
+
+}  // namespace ktstr
