@@ -17,7 +17,7 @@
 #include "ktstr/error.hpp"
 #include "ktstr/fd.hpp"
 #include "ktstr/guest_image.hpp"
-#include "ktstr/initramfs.hpp"
+#include "ktstr/initramfs_cache.hpp"
 #include "ktstr/log.hpp"
 #include "suite.hpp"
 
@@ -72,8 +72,7 @@ private:
         spec.kernel = kernel_;
         spec.accel = accel_;
         spec.topology = Topology::parse(test_.attrs.topology);
-        spec.initramfs = dir.path() / "initramfs.cpio";
-        write_initramfs(guest_layout(include_specs(test_), kernel_), spec.initramfs);
+        spec.initramfs = cached_initramfs(guest_layout(include_specs(test_), kernel_)).path;
         spec.memory_mb = test_.attrs.memory_mb
                              ? test_.attrs.memory_mb
                              : memory_for_initramfs(fs::file_size(spec.initramfs));
