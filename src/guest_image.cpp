@@ -23,7 +23,8 @@ fs::path find_guest_init() {
         if (!fs::exists(p)) throw Error("cannot find the guest init at $KTSTR_INIT " + quoted(p));
         return p;
     }
-    std::vector<fs::path> places = {running_executable_dir() / "ktstr-init",
+    auto exe_dir = running_executable_dir();
+    std::vector<fs::path> places = {exe_dir / "ktstr-init", exe_dir / "../libexec/ktstr/ktstr-init",
                                     fs::path(KTSTR_BUILD_INIT), fs::path(KTSTR_INSTALL_INIT)};
     std::string tried;
     for (const auto& p : places) {

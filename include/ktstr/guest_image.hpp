@@ -14,7 +14,8 @@
 namespace ktstr {
 
 // The guest init binary: $KTSTR_INIT, then ktstr-init beside the running
-// executable, then the build tree and install prefix this library came from.
+// executable or in its ../libexec/ktstr, then the build tree and install
+// prefix this library came from.
 std::filesystem::path find_guest_init();
 
 // $KTSTR_BUSYBOX, else /bin/busybox (Debian's busybox-static).
