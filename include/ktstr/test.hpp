@@ -109,6 +109,27 @@ struct TestRegistrar {
 // report) or, inside the guest, the body of one test.
 int run_main(int argc, char** argv);
 
+// For suites driven by another framework's runner (Catch2, GoogleTest): its
+// main must hand the guest's invocation to run_main, and its test cases call
+// run_test_in_vm. See examples/catch2_suite.cpp.
+bool is_guest_invocation(int argc, char** argv);
+
+struct VmRunOptions {
+    std::string kernel;  // as --kernel; empty: the usual discovery
+    std::string accel;   // as --accel
+    bool verbose = false;
+};
+
+struct VmTestVerdict {
+    AssertResult::Status status = AssertResult::Status::Fail;
+    bool infrastructure_error = false;  // the VM failed, not the test
+    std::string report;                 // what failed, with output and console tails
+    double seconds = 0;
+};
+
+// Boots one VM for the test named `name` and returns its verdict.
+VmTestVerdict run_test_in_vm(std::string_view name, const VmRunOptions& options = {});
+
 }  // namespace ktstr
 
 #define KTSTR_TEST(name, ...)                                                                  \

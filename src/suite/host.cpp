@@ -211,6 +211,11 @@ std::vector<const TestCase*> select_tests(const HostOptions& o) {
     return out;
 }
 
+TestOutcome run_one(const TestCase& test, const HostOptions& o, const KernelInfo& kernel,
+                    const AccelChoice& accel, int cancel_fd) {
+    return TestVm(test, o, kernel, accel, cancel_fd).run();
+}
+
 std::vector<TestOutcome> run_tests(const std::vector<const TestCase*>& tests,
                                    const HostOptions& o, const KernelInfo& kernel,
                                    const AccelChoice& accel, int cancel_fd,
@@ -220,7 +225,7 @@ std::vector<TestOutcome> run_tests(const std::vector<const TestCase*>& tests,
     std::mutex m;
     auto worker = [&] {
         for (size_t i; (i = next++) < tests.size();) {
-            results[i] = TestVm(*tests[i], o, kernel, accel, cancel_fd).run();
+            results[i] = run_one(*tests[i], o, kernel, accel, cancel_fd);
             std::lock_guard lock(m);
             on_done(results[i]);
         }

@@ -54,6 +54,10 @@ bool in_shard(std::string_view name, int index, int count);
 
 std::vector<const TestCase*> select_tests(const HostOptions& o);
 
+// One test in its own VM.
+TestOutcome run_one(const TestCase& test, const HostOptions& o, const KernelInfo& kernel,
+                    const AccelChoice& accel, int cancel_fd);
+
 std::vector<TestOutcome> run_tests(const std::vector<const TestCase*>& tests,
                                    const HostOptions& o, const KernelInfo& kernel,
                                    const AccelChoice& accel, int cancel_fd,
@@ -63,5 +67,8 @@ std::vector<TestOutcome> run_tests(const std::vector<const TestCase*>& tests,
 std::string junit_xml(const std::vector<TestOutcome>& outcomes, const std::string& suite_name);
 
 const char* status_name(Status s);
+
+// The failure report: test, topology, scheduler, messages, output and console tails.
+std::string failure_report(const TestOutcome& o);
 
 }  // namespace ktstr::suite

@@ -17,10 +17,6 @@
 #include "ktstr/log.hpp"
 #include "suite.hpp"
 
-namespace ktstr::suite {
-std::string failure_report(const TestOutcome& o);
-}
-
 namespace ktstr {
 namespace {
 
