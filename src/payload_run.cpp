@@ -297,6 +297,9 @@ struct PayloadHandle::State {
     }
 
     void signal_all(int sig) {
+        // Stopped before /proc is read: nothing forks past the count, and a busy group does not
+        // hold the CPU (and the kill) back while we read.
+        if (sig == SIGKILL && own_group) ::killpg(pgid, SIGSTOP);
         if (sig == SIGKILL) note_live_members();
         if (own_group && ::killpg(pgid, sig) < 0 && errno != ESRCH)
             throw_errno("cannot signal process group " + std::to_string(pgid) + " of payload " +
@@ -306,29 +309,32 @@ struct PayloadHandle::State {
             throw_errno("cannot signal payload " + quoted(name));
     }
 
+    // The cgroup first: escapees left running would slow the group's /proc scan, and the kill.
     void kill() {
-        if (!exit) signal_all(SIGKILL);
+        if (exit) return;
+        sweep_cgroup();
+        signal_all(SIGKILL);
     }
 
     // Processes that left the group (setsid) are out of killpg's reach but not the cgroup's.
+    // Runs at kill() and again at the end; an escapee still dying is counted once.
     void sweep_cgroup() {
         if (!cgroup) return;
         auto members = read_cgroup_procs(*cgroup);
-        std::erase(members, pid);
         if (members.empty()) return;
         for (pid_t member : members) {
-            killed.insert(member);
+            bool first_sight = killed.insert(member).second;
             auto entry = read_process_entry(member);
-            if (own_group && entry && entry->pgrp != pgid) ++escaped;
+            if (first_sight && own_group && entry && entry->pgrp != pgid) ++escaped;
         }
         kill_cgroup(*cgroup, members);
     }
 
     // The leader has exited but is not reaped: its zombie keeps the group id reserved, so
-    // killpg cannot hit an unrelated group that reused the number.
+    // killpg cannot hit an unrelated group that reused the number. The cgroup first, as in kill().
     void finish() {
-        if (own_group) signal_all(SIGKILL);
         sweep_cgroup();
+        if (own_group) signal_all(SIGKILL);
 
         int status = 0;
         while (::waitpid(pid, &status, 0) < 0) {

@@ -104,8 +104,8 @@ class PayloadRun {
     // only a process outside the group holding the pipes makes it wait that long.
     PayloadRun& drain_bound(std::chrono::milliseconds t);
 
-    // The child joins this cgroup v2 directory before exec; at the end, processes found
-    // there outside the group are killed with cgroup.kill and counted as escaped.
+    // The child joins this cgroup v2 directory before exec; at kill() and at the end, processes
+    // found there are killed with cgroup.kill, those outside the group counted as escaped.
     PayloadRun& cgroup(std::filesystem::path dir);
     // Stay in our process group (tools that need tty job control): kills reach the
     // leader only, and the report says descendants may remain.
@@ -155,7 +155,8 @@ class PayloadHandle {
     std::optional<PayloadExit> wait_for(std::chrono::milliseconds limit);
     std::optional<PayloadExit> try_wait();
 
-    // SIGKILL to the group, then to the leader (it may not have its own group yet).
+    // SIGKILL to the cgroup if there is one, the group, then the leader (it may not have its own
+    // group yet).
     void kill();
     // SIGTERM to the group; SIGKILL after `grace` if the leader still runs.
     PayloadExit terminate(std::chrono::milliseconds grace);
