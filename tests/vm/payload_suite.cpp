@@ -1,0 +1,466 @@
+// The payload runtime (PayloadRun, PayloadHandle) inside the real guest: real stress-ng and
+// fio, the guest's cgroup2, and busybox as the shell. Each KTSTR_TEST boots its own VM.
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fmt/core.h>
+
+#include <ktstr/error.hpp>
+#include <ktstr/test.hpp>
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using ktstr::AssertResult;
+using ktstr::PayloadRun;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+inline constexpr ktstr::Payload stress_ng = ktstr::binary_payload("stress-ng");
+inline constexpr ktstr::Payload fio = ktstr::binary_payload("fio");
+
+// Declared by hand with nothing in include_files: fio is never packed.
+inline constexpr ktstr::Payload unpacked_fio{.name = "fio", .kind = ktstr::Binary{"fio"}};
+
+// A shell that stays in the test body's process group (as a tty job-control tool would).
+inline constexpr ktstr::Payload parent_group_shell{
+    .name = "sh", .kind = ktstr::Binary{"sh"}, .uses_parent_pgrp = true};
+
+// --- Looking at the guest's processes -------------------------------------------------------
+
+PayloadRun shell(const std::string& script) {
+    return PayloadRun("sh").args({"-c", script});
+}
+
+double seconds(Clock::duration d) {
+    return std::chrono::duration<double>(d).count();
+}
+
+// Zombies count: a member nobody reaped is still a leftover.
+int group_size(pid_t pgid) {
+    int n = 0;
+    for (const auto& p : ktstr::process_table())
+        if (p.pgrp == pgid) ++n;
+    return n;
+}
+
+bool is_running(pid_t pid) {
+    for (const auto& p : ktstr::process_table())
+        if (p.pid == pid) return p.state != 'Z' && p.state != 'X';
+    return false;
+}
+
+int zombie_children() {
+    int n = 0;
+    for (const auto& p : ktstr::process_table())
+        if (p.ppid == ::getpid() && p.state == 'Z') ++n;
+    return n;
+}
+
+int zombies_anywhere() {
+    int n = 0;
+    for (const auto& p : ktstr::process_table())
+        if (p.state == 'Z') ++n;
+    return n;
+}
+
+int open_fd_count() {
+    int n = 0;
+    for ([[maybe_unused]] const auto& e : fs::directory_iterator("/proc/self/fd")) ++n;
+    return n;
+}
+
+// Polls `done` until it holds or `limit` passes; says whether it held.
+bool within(std::chrono::milliseconds limit, const std::function<bool()>& done) {
+    for (auto until = Clock::now() + limit;; std::this_thread::sleep_for(10ms)) {
+        if (done()) return true;
+        if (Clock::now() >= until) return false;
+    }
+}
+
+// When a condition was first seen to hold after an event (a kill), watched for up to 5 s.
+struct FirstSeen {
+    std::optional<Clock::duration> after;
+
+    bool within(Clock::duration limit) const { return after && *after <= limit; }
+    std::string text() const {
+        return after ? fmt::format("{:.3f} s", seconds(*after)) : std::string("over 5 s");
+    }
+};
+
+FirstSeen first_seen(Clock::time_point event, const std::function<bool()>& done) {
+    for (;; std::this_thread::sleep_for(10ms)) {
+        bool held = done();
+        auto since = Clock::now() - event;  // read after done(): it held no later than this
+        if (held) return {since};
+        if (since > 5s) return {};
+    }
+}
+
+// Waits for a payload to write a pid (or anything) into `file`, its way of saying it is ready.
+pid_t wait_for_pid_file(const fs::path& file) {
+    pid_t pid = 0;
+    within(30s, [&] {
+        std::ifstream in(file);
+        return static_cast<bool>(in >> pid) && pid > 0;
+    });
+    return pid;
+}
+
+// A cgroup v2 directory of the test's own under the guest's /sys/fs/cgroup.
+class Cgroup {
+  public:
+    explicit Cgroup(const std::string& name) : dir_(fs::path("/sys/fs/cgroup") / name) {
+        if (::mkdir(dir_.c_str(), 0755) != 0)
+            ktstr::throw_errno("cannot create cgroup " + dir_.string());
+    }
+    ~Cgroup() {
+        within(2s, [&] { return ::rmdir(dir_.c_str()) == 0 || errno != EBUSY; });
+    }
+    Cgroup(const Cgroup&) = delete;
+    Cgroup& operator=(const Cgroup&) = delete;
+
+    const fs::path& dir() const { return dir_; }
+
+    std::vector<pid_t> procs() const {
+        std::ifstream in(dir_ / "cgroup.procs");
+        if (!in) ktstr::throw_errno("cannot read " + (dir_ / "cgroup.procs").string());
+        std::vector<pid_t> pids;
+        for (pid_t pid; in >> pid;) pids.push_back(pid);
+        return pids;
+    }
+
+  private:
+    fs::path dir_;
+};
+
+// --- Kill and check what is left --------------------------------------------------------------
+
+// Lets a payload start its workers: at least `members` processes in its group, then `settle`.
+bool workers_started(const ktstr::PayloadHandle& h, int members, std::chrono::milliseconds settle) {
+    bool started = within(30s, [&] { return group_size(h.pgid()) >= members; });
+    std::this_thread::sleep_for(settle);
+    return started;
+}
+
+// The same, counted in the cgroup: fio's jobs and stress-ng's fork workers leave the group.
+bool workers_started(const Cgroup& cgroup, int members, std::chrono::milliseconds settle) {
+    bool started = within(30s, [&] { return int(cgroup.procs().size()) >= members; });
+    std::this_thread::sleep_for(settle);
+    return started;
+}
+
+// kill(), capture: within 1 s of the kill nothing of the group and nothing in the cgroup is left.
+AssertResult kill_leaves_nothing(ktstr::PayloadHandle handle, const Cgroup& cgroup, int workers) {
+    auto result = AssertResult::pass();
+    result.expect(workers_started(cgroup, workers + 1, 1500ms),
+                  fmt::format("the payload never had {} workers in its cgroup", workers));
+    int members_at_kill = int(cgroup.procs().size());
+
+    auto killed_at = Clock::now();
+    handle.kill();
+    auto report = handle.wait_and_capture();
+    auto captured = Clock::now() - killed_at;
+    auto group_gone = first_seen(killed_at, [&] { return group_size(handle.pgid()) == 0; });
+    auto cgroup_empty = first_seen(killed_at, [&] { return cgroup.procs().empty(); });
+
+    result.expect(report.signal == SIGKILL, "the leader " + report.describe());
+    result.expect(report.processes_killed >= workers + 1,
+                  fmt::format("kills reached {} processes, the cgroup had {}",
+                              report.processes_killed, members_at_kill));
+    result.expect(group_gone.within(1s), fmt::format("group {} was empty only {} after kill()",
+                                                     handle.pgid(), group_gone.text()));
+    result.expect(cgroup_empty.within(1s), fmt::format("{} was empty only {} after kill()",
+                                                       cgroup.dir().string(), cgroup_empty.text()));
+    fmt::print(
+        "{} in the cgroup at kill; captured after {:.3f} s, cgroup empty after {}; "
+        "{} killed, {} escaped\n",
+        members_at_kill, seconds(captured), cgroup_empty.text(), report.processes_killed,
+        report.escaped);
+    return result;
+}
+
+}  // namespace
+
+// --- Killing real workloads ---------------------------------------------------------------------
+
+KTSTR_TEST(stress_cpu_killed_leaves_nothing, .payload = &stress_ng, .timeout_s = 180) {
+    Cgroup cgroup("stress-cpu");
+    auto handle =
+        ctx.payload(stress_ng).args({"--cpu", "4", "--timeout", "60"}).cgroup(cgroup.dir()).spawn();
+    return kill_leaves_nothing(std::move(handle), cgroup, 4);
+}
+
+// stress-ng's fork workers call setsid: only the cgroup reaches them.
+KTSTR_TEST(stress_fork_killed_leaves_nothing, .payload = &stress_ng, .timeout_s = 180) {
+    Cgroup cgroup("stress-fork");
+    auto handle = ctx.payload(stress_ng)
+                      .args({"--fork", "4", "--timeout", "60"})
+                      .cgroup(cgroup.dir())
+                      .spawn();
+    return kill_leaves_nothing(std::move(handle), cgroup, 4);
+}
+
+KTSTR_TEST(fio_jobs_killed_leave_nothing, .payload = &fio, .timeout_s = 180) {
+    Cgroup cgroup("fio");
+    auto handle = ctx.payload(fio)
+                      .args({"--numjobs=4", "--directory=/tmp", "--size=16M", "--time_based",
+                             "--runtime=60", "--name=x", "--rw=randrw"})
+                      .cgroup(cgroup.dir())
+                      .spawn();
+    return kill_leaves_nothing(std::move(handle), cgroup, 4);
+}
+
+// --- Capture never hangs ----------------------------------------------------------------------
+
+KTSTR_TEST(killed_pipeline_capture_returns_promptly, .timeout_s = 120) {
+    auto handle = shell("sleep 1000 | cat").spawn();
+    bool started = workers_started(handle, 3, 200ms);  // sh, sleep and cat
+
+    auto killed_at = Clock::now();
+    handle.kill();
+    auto report = handle.wait_and_capture();
+    auto took = Clock::now() - killed_at;
+    auto group_gone = first_seen(killed_at, [&] { return group_size(handle.pgid()) == 0; });
+
+    return AssertResult::pass()
+        .expect(started, "the pipeline never had its three processes")
+        .expect(report.signal == SIGKILL, "the leader " + report.describe())
+        .expect(took < 1s, fmt::format("kill + capture took {:.3f} s", seconds(took)))
+        .expect(!report.output_held_open, "the capture says a holder kept the pipes open")
+        .expect(group_gone.within(1s),
+                "the pipeline's group was empty only " + group_gone.text() + " after kill()");
+}
+
+// The backgrounded sleep keeps stdout open after the leader exits on its own.
+KTSTR_TEST(grandchild_holding_stdout_does_not_hang_capture, .timeout_s = 120) {
+    auto started = Clock::now();
+    auto handle = shell("(sleep 1000 &); echo hi").spawn();
+    pid_t pgid = handle.pgid();
+    auto report = handle.wait_and_capture();
+    auto captured_at = Clock::now();
+    auto group_gone = first_seen(captured_at, [&] { return group_size(pgid) == 0; });
+
+    // Held open, the capture would end at the 500 ms drain bound and say so.
+    auto took = captured_at - started;
+    return AssertResult::pass()
+        .expect(report.exit_code == 0, "the shell " + report.describe())
+        .expect(report.out.bytes == "hi\n", "captured stdout: '" + report.out.bytes + "'")
+        .expect(took < 2s, fmt::format("run + capture took {:.3f} s", seconds(took)))
+        .expect(!report.output_held_open, "the capture stopped at its bound, not at EOF")
+        .expect(group_gone.within(1s),
+                "the backgrounded sleep was gone only " + group_gone.text() + " after capture");
+}
+
+// --- Stopping ----------------------------------------------------------------------------------
+
+KTSTR_TEST(terminate_escalates_to_sigkill_after_grace, .timeout_s = 120) {
+    // The ignored SIGTERM is inherited by sleep too, so nothing in the group obeys it.
+    auto handle = shell("trap '' TERM; echo $$ > /tmp/ready; sleep 1000").spawn();
+    bool ready = wait_for_pid_file("/tmp/ready") == handle.pid();
+
+    constexpr auto grace = 500ms;
+    auto asked_at = Clock::now();
+    auto exit = handle.terminate(grace);
+    auto took = Clock::now() - asked_at;
+
+    return AssertResult::pass()
+        .expect(ready, "the shell never said it had installed its trap")
+        .expect(exit.signal == SIGKILL, "the leader " + exit.describe())
+        .expect(took >= grace,
+                fmt::format("terminate took {:.3f} s, less than the grace", seconds(took)))
+        .expect(took < grace + 2s, fmt::format("terminate took {:.3f} s", seconds(took)));
+}
+
+KTSTR_TEST(setsid_grandchild_killed_through_cgroup, .timeout_s = 120) {
+    Cgroup cgroup("setsid");
+    auto handle = shell("setsid sleep 1000 & sleep 1000").cgroup(cgroup.dir()).spawn();
+    pid_t escapee = 0;
+    within(30s, [&] {
+        for (pid_t pid : cgroup.procs())
+            if (pid_t group = ::getpgid(pid); group == pid && group != handle.pgid()) escapee = pid;
+        return escapee != 0;
+    });
+
+    auto killed_at = Clock::now();
+    handle.kill();
+    auto report = handle.wait_and_capture();
+    auto escapee_gone = first_seen(killed_at, [&] { return !is_running(escapee); });
+    auto cgroup_empty = first_seen(killed_at, [&] { return cgroup.procs().empty(); });
+
+    return AssertResult::pass()
+        .expect(escapee != 0, "the setsid'd sleep never showed up in the cgroup")
+        .expect(report.escaped >= 1, fmt::format("report.escaped is {}", report.escaped))
+        .expect(!report.output_held_open, "the escapee kept stdout open past the drain bound")
+        .expect(escapee_gone.within(1s), fmt::format("the setsid'd sleep {} was gone only {} "
+                                                     "after kill()",
+                                                     escapee, escapee_gone.text()))
+        .expect(cgroup_empty.within(1s),
+                "the cgroup was empty only " + cgroup_empty.text() + " after kill()");
+}
+
+KTSTR_TEST(exception_with_live_handle_leaves_nothing, .timeout_s = 120) {
+    pid_t pgid = 0;
+    bool started = false;
+    auto thrown_at = Clock::now();
+    try {
+        auto handle = shell("sleep 1000 | cat").spawn();
+        pgid = handle.pgid();
+        started = workers_started(handle, 3, 100ms);
+        thrown_at = Clock::now();
+        throw std::runtime_error("thrown with a live handle");
+    } catch (const std::runtime_error&) {
+    }
+
+    auto group_gone = first_seen(thrown_at, [&] { return group_size(pgid) == 0; });
+    return AssertResult::pass()
+        .expect(started, "the pipeline never had its three processes")
+        .expect(group_gone.within(1s),
+                fmt::format("group {} was empty only {} after the throw", pgid, group_gone.text()));
+}
+
+KTSTR_TEST(parent_group_payload_is_killed_by_pid_only, .timeout_s = 120) {
+    auto handle = ctx.payload(parent_group_shell)
+                      .args({"-c", "sleep 1000 & echo $! > /tmp/child; wait"})
+                      .spawn();
+    pid_t child = wait_for_pid_file("/tmp/child");
+    bool shares_our_group = handle.pgid() == ::getpgrp() && ::getpgid(handle.pid()) == ::getpgrp();
+
+    handle.kill();
+    auto report = handle.wait_and_capture();
+    bool child_survived = child > 0 && is_running(child);
+    if (child > 0) ::kill(child, SIGKILL);  // ours to clean up: the runtime did not reach it
+
+    return AssertResult::pass()
+        .expect(child > 0, "the shell never wrote its child's pid")
+        .expect(shares_our_group, "the payload is not in the test body's process group")
+        .expect(report.signal == SIGKILL, "the leader " + report.describe())
+        .expect(child_survived, "the child was killed, so the kill was not pid-only")
+        .expect(report.descendants_may_remain, "the report does not say descendants may remain");
+}
+
+// One spawn/kill cycle. Most kills land somewhere in stress-ng's start-up (exec, set-up, the
+// first forks); every tenth waits for all eight workers. Says whether the leader died of it.
+bool spawn_and_kill(const ktstr::Ctx& ctx, const Cgroup& cgroup, int cycle, int& with_workers) {
+    auto handle = ctx.payload(stress_ng)
+                      .args({"--fork", "8", "--timeout", "60"})
+                      .cgroup(cgroup.dir())
+                      .spawn();
+    if (cycle % 10 == 9)
+        within(20s, [&] { return cgroup.procs().size() > 8; });
+    else
+        std::this_thread::sleep_for(std::chrono::milliseconds(20 * (cycle % 10)));
+    if (cgroup.procs().size() > 8) ++with_workers;
+    handle.kill();
+    return handle.wait_and_capture().signal == SIGKILL;
+}
+
+// All 100 cycles fit: under TCG on a shared 2-core host they took 40-80 s of the test's time
+// (beside a second VM), well inside the 3-minute budget.
+KTSTR_TEST(spawn_kill_cycles_leave_no_zombie_or_fd, .payload = &stress_ng, .timeout_s = 300) {
+    constexpr int kCycles = 100;
+    Cgroup cgroup("cycles");
+    int fds_before = open_fd_count();
+    int not_killed = 0, with_workers = 0;
+
+    auto started = Clock::now();
+    for (int cycle = 0; cycle < kCycles; ++cycle)
+        if (!spawn_and_kill(ctx, cgroup, cycle, with_workers)) ++not_killed;
+    fmt::print("{} spawn/kill cycles in {:.1f} s, {} killed with all workers running\n", kCycles,
+               seconds(Clock::now() - started), with_workers);
+
+    int fds_after = open_fd_count();
+    int zombies = zombie_children();
+    bool cgroup_empty = within(1s, [&] { return cgroup.procs().empty(); });
+    bool no_zombies = within(1s, [] { return zombies_anywhere() == 0; });
+    return AssertResult::pass()
+        .expect(not_killed == 0, fmt::format("{} cycles did not end by SIGKILL", not_killed))
+        .expect(
+            with_workers >= kCycles / 20,
+            fmt::format("only {} cycles killed stress-ng with its workers running", with_workers))
+        .expect(fds_after == fds_before,
+                fmt::format("open fds: {} before, {} after", fds_before, fds_after))
+        .expect(zombies == 0, fmt::format("{} zombie children of the test body", zombies))
+        .expect(cgroup_empty, "processes are left in the cgroup")
+        .expect(no_zombies,
+                fmt::format("{} zombies in the guest 1 s after the cycles", zombies_anywhere()));
+}
+
+// --- Output --------------------------------------------------------------------------------------
+
+namespace {
+
+// Deterministic bytes of every value, starting with one line of 1 MB.
+std::string generated_stream(std::size_t size, std::uint32_t seed) {
+    std::string s;
+    s.reserve(size);
+    std::uint32_t x = seed;
+    auto next = [&x] { return x = x * 1664525u + 1013904223u; };
+    while (s.size() < (1u << 20)) s.push_back(static_cast<char>('a' + (next() >> 24) % 26));
+    s.push_back('\n');
+    while (s.size() < size) s.push_back(static_cast<char>(next() >> 24));
+    return s;
+}
+
+void write_file(const fs::path& path, const std::string& bytes) {
+    std::ofstream(path, std::ios::binary).write(bytes.data(), std::streamsize(bytes.size()));
+}
+
+// Where two captures first differ, for a failure message.
+std::string first_difference(const std::string& got, const std::string& expected) {
+    std::size_t i = 0;
+    while (i < got.size() && i < expected.size() && got[i] == expected[i]) ++i;
+    return fmt::format("{} bytes, expected {}; first difference at byte {}", got.size(),
+                       expected.size(), i);
+}
+
+}  // namespace
+
+// Two cats write at once; the expected bytes are computed here and written to tmpfs first.
+KTSTR_TEST(large_stdout_and_stderr_arrive_byte_exact, .timeout_s = 180) {
+    auto expected_out = generated_stream(20 << 20, 1);
+    auto expected_err = generated_stream(20 << 20, 2);
+    write_file("/tmp/out", expected_out);
+    write_file("/tmp/err", expected_err);
+
+    auto started = Clock::now();
+    auto report = shell("cat out & cat err >&2; wait").working_dir("/tmp").run();
+    fmt::print("40 MB captured in {:.1f} s\n", seconds(Clock::now() - started));
+
+    return AssertResult::pass()
+        .expect(report.exit_code == 0, "the shell " + report.describe())
+        .expect(!report.out.truncated && !report.err.truncated, "a capture was truncated")
+        .expect(report.out.bytes == expected_out,
+                "stdout: " + first_difference(report.out.bytes, expected_out))
+        .expect(report.err.bytes == expected_err,
+                "stderr: " + first_difference(report.err.bytes, expected_err));
+}
+
+// --- Spawn errors --------------------------------------------------------------------------------
+
+KTSTR_TEST(unpacked_binary_is_named_with_the_path_searched, .timeout_s = 60) {
+    const std::string path = ::getenv("PATH") ? ::getenv("PATH") : "";
+    const std::string expected = "cannot find payload binary 'fio' on PATH " + ktstr::quoted(path);
+    std::string message = "nothing: the spawn succeeded";
+    try {
+        ctx.payload(unpacked_fio).spawn();
+    } catch (const ktstr::Error& e) {
+        message = e.what();
+    }
+    return AssertResult::pass()
+        .expect(!path.empty(), "the guest has no PATH")
+        .expect(message == expected, "the spawn threw " + message + "\nexpected " + expected);
+}
