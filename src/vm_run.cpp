@@ -2,6 +2,7 @@
 
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -96,6 +97,8 @@ void start_qemu(Qemu& q, const std::vector<std::string>& argv, const fs::path& s
     if (pid == 0) {
         // Own group, so Ctrl-C on the host terminal reaches us, not QEMU mid-write.
         if (own_group) ::setpgid(0, 0);
+        // QEMU dies with us, even when we are SIGKILLed.
+        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
         sigset_t none;
         sigemptyset(&none);
         ::sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -120,7 +123,8 @@ std::string read_file(const fs::path& p) {
 
 std::string tail_lines(const std::string& text, size_t n) {
     size_t pos = text.size();
-    for (size_t i = 0; i <= n && pos > 0; ++i) {
+    for (size_t i = 0; i <= n; ++i) {
+        if (pos == 0) return text;
         pos = text.rfind('\n', pos - 1);
         if (pos == std::string::npos) return text;
     }

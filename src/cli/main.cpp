@@ -1,6 +1,7 @@
 // The ktstr command: boot a kernel with host binaries packed in, and run a
 // command or a shell inside it.
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -119,7 +120,13 @@ int cmd_initramfs(Args& args) {
     if (out.empty() && !list) throw Error("`ktstr initramfs` needs -o FILE or --list");
     auto entries = guest_layout(specs, choose_kernel(kernel));
     if (list) fmt::print("{}", format_layout(entries));
-    if (!out.empty()) write_initramfs(entries, out);
+    if (!out.empty()) {
+        struct stat st{};
+        if (::lstat(out.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+            throw Error("refusing to write initramfs to " + quoted(out) +
+                        ": it exists and is not a regular file");
+        write_initramfs(entries, out);
+    }
     return 0;
 }
 
@@ -131,7 +138,11 @@ int cmd_cache(Args& args) {
 }
 
 int cmd_kernel(Args& args) {
-    if (args.done() || args.peek() != "list")
+    if (!args.done() && (args.peek() == "-h" || args.peek() == "--help"))
+        return fmt::print("usage: ktstr kernel list\n\nLists the kernels ktstr can find, in "
+                          "the order it prefers them, with\ntheir version and whether they have "
+                          "sched_ext.\n"), 0;
+    if (args.done() || args.peek() != "list" || args.words.size() > args.pos + 1)
         throw Error("usage: ktstr kernel list");
     auto kernels = find_kernels();
     if (kernels.empty()) {
@@ -227,7 +238,8 @@ int cmd_shell(Args& args) {
     if (r.boot_attempts > 1) log(LogLevel::Warn, "the kernel panicked in early boot; retried once");
     if (r.outcome != Outcome::Verdict) {
         log(LogLevel::Error, "{}: {}", outcome_name(r.outcome), r.reason);
-        if (!spec.interactive) fmt::print(stderr, "--- console tail ---\n{}\n", r.console_tail);
+        if (!spec.interactive && !r.console_tail.empty())
+            fmt::print(stderr, "--- console tail ---\n{}\n", r.console_tail);
     } else if (!r.verdict.error.empty()) {
         log(LogLevel::Error, "guest: {}", r.verdict.error);
     } else if (r.verdict.timed_out) {
@@ -245,8 +257,23 @@ int cmd_shell(Args& args) {
 
 }  // namespace
 
+// SIGINT, SIGTERM and SIGHUP stay blocked from the start: a running VM reads
+// them from a signalfd and cleans up; before or after one, they are checked
+// once the current step is done, so no temp file is ever left behind.
+int interrupted_exit_code() {
+    sigset_t pending;
+    sigpending(&pending);
+    for (int s : {SIGINT, SIGTERM, SIGHUP})
+        if (sigismember(&pending, s)) return 128 + s;
+    return 0;
+}
+
 int main(int argc, char** argv) {
     ::signal(SIGPIPE, SIG_IGN);
+    sigset_t stop;
+    sigemptyset(&stop);
+    for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&stop, s);
+    ::sigprocmask(SIG_BLOCK, &stop, nullptr);
     Args args;
     args.words.assign(argv + 1, argv + argc);
     try {
@@ -256,8 +283,14 @@ int main(int argc, char** argv) {
         }
         auto cmd = args.peek();
         ++args.pos;
-        if (cmd == "shell") return cmd_shell(args);
-        if (cmd == "initramfs") return cmd_initramfs(args);
+        if (cmd == "shell") {
+            int rc = cmd_shell(args);
+            return interrupted_exit_code() ? interrupted_exit_code() : rc;
+        }
+        if (cmd == "initramfs") {
+            int rc = cmd_initramfs(args);
+            return interrupted_exit_code() ? interrupted_exit_code() : rc;
+        }
         if (cmd == "kernel") return cmd_kernel(args);
         if (cmd == "cache") return cmd_cache(args);
         throw Error("unknown command " + quoted(cmd) + " (see ktstr --help)");

@@ -57,6 +57,19 @@ case $case_name in
     # No --exec: a shell on the console; its exit status comes back.
     printf 'echo marker-$((6*7))\nexit 7\n' | "$ktstr" shell >"$work/out" 2>"$work/err"; rc=$?
     expect_rc 7; expect_out 'marker-42' ;;
+  qemu_refuses)
+    # QEMU itself fails: its own words come back, not an internal error.
+    run shell --cpus 9999 --exec true
+    expect_rc 125; expect_err 'qemu exited'; expect_err 'Invalid SMP CPUs' ;;
+  interrupted_cleans_up)
+    # SIGINT while the VM runs: exit 130, QEMU gone, no temp dir left.
+    mkdir "$work/tmp"
+    TMPDIR="$work/tmp" "$ktstr" shell --exec 'sleep 1000' >"$work/out" 2>"$work/err" &
+    pid=$!
+    sleep 8; kill -INT "$pid"; wait "$pid"; rc=$?
+    expect_rc 130
+    [ -z "$(ls -A "$work/tmp")" ] || fail "left behind: $(ls -A "$work/tmp")"
+    ! pgrep -f "$work/tmp" >/dev/null || fail "qemu still runs" ;;
   *) fail "unknown case $case_name" ;;
 esac
 echo "PASS: $case_name"
