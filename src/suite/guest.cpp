@@ -1,119 +1,319 @@
-// The guest half of a suite: inside the VM, start the test's scheduler, run
-// its body, stop the scheduler, and leave the result where init finds it.
+// The guest half of a suite: inside the VM, start the test's scheduler, run its body in a
+// child process while watching the scheduler and the kernel, stop the scheduler, and leave the
+// result where init finds it.
+//
+// The body runs in a forked child so that a failure is reported promptly whatever the body is
+// doing: when the scheduler dies or the kernel ejects it, the watcher kills the body (its
+// descendants and their process groups, payloads included) instead of waiting for it.
+#include <poll.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
-#include <thread>
+#include <iostream>
+#include <set>
 
 #include "ktstr/error.hpp"
 #include "ktstr/fd.hpp"
+#include "scheduler_run.hpp"
 #include "suite.hpp"
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
 
 namespace ktstr::suite {
 namespace {
 
-constexpr auto kAttachTimeout = 20s;
-constexpr const char* kScxState = "/sys/kernel/sched_ext/state";
-
-std::string read_trimmed(const fs::path& p) {
-    std::ifstream in(p);
-    std::string s;
-    std::getline(in, s);
-    return s;
-}
-
-void run_commands(const Words& commands, const char* what) {
-    for (auto c : commands) {
-        auto r = PayloadRun("/bin/sh").arg("-c").arg(std::string(c)).run();
-        if (!r.success())
-            throw Error(std::string(what) + " command " + quoted(std::string(c)) + " " +
-                        r.describe() + ": " + r.out.bytes + r.err.bytes);
-    }
-}
-
-// A running sched_ext scheduler, stopped when it goes out of scope.
-class RunningScheduler {
-public:
-    explicit RunningScheduler(const Scheduler& s) : scheduler_(s) {
-        if (!fs::exists(kScxState))
-            throw Error("this kernel has no sched_ext (" + std::string(kScxState) + " missing)");
-        auto state = read_trimmed(kScxState);
-        if (state != "disabled")
-            throw Error("another scheduler is attached (sched_ext state: " + state + ")");
-        PayloadRun run(guest_binary_path(s.spec.binary));
-        for (auto a : s.args) run.arg(std::string(a));
-        if (!s.config_file.empty())
-            run.arg(std::string(s.config_arg)).arg(guest_binary_path(s.config_file));
-        handle_.emplace(run.spawn());
-        wait_attached();
-    }
-    ~RunningScheduler() {
-        if (handle_) handle_->terminate(2000ms);
-    }
-
-    // Stops it and says how it ended; throws when it died or was ejected.
-    void stop() {
-        auto state = read_trimmed(kScxState);
-        if (auto exit = handle_->try_wait())
-            throw Error("scheduler " + std::string(scheduler_.name) + " died during the test (" +
-                        exit->describe() + ")" + output());
-        if (state != "enabled")
-            throw Error("scheduler " + std::string(scheduler_.name) +
-                        " was ejected during the test (state " + state + ")" + output());
-        handle_->terminate(5000ms);
-        auto report = handle_->wait_and_capture();
-        handle_.reset();
-        for (int i = 0; i < 100 && read_trimmed(kScxState) != "disabled"; ++i)
-            std::this_thread::sleep_for(50ms);
-    }
-
-private:
-    void wait_attached() {
-        auto until = std::chrono::steady_clock::now() + kAttachTimeout;
-        while (std::chrono::steady_clock::now() < until) {
-            if (read_trimmed(kScxState) == "enabled") return;
-            if (auto exit = handle_->wait_for(50ms))
-                throw Error("scheduler " + std::string(scheduler_.name) +
-                            " exited before attaching (" + exit->describe() + ")" + output());
-        }
-        throw Error("scheduler " + std::string(scheduler_.name) + " did not attach within " +
-                    std::to_string(kAttachTimeout.count()) + " s");
-    }
-    std::string output() {
-        if (!handle_) return {};
-        handle_->kill();
-        auto r = handle_->wait_and_capture();
-        handle_.reset();
-        return "\n--- scheduler stdout ---\n" + r.out.bytes + "\n--- scheduler stderr ---\n" +
-               r.err.bytes;
-    }
-
-    const Scheduler& scheduler_;
-    std::optional<PayloadHandle> handle_;
-};
-
-AssertResult run_body(const TestCase& t) {
-    Ctx ctx(Topology::parse(t.attrs.topology), t.attrs.scheduler);
-    const Scheduler* s = t.attrs.scheduler ? t.attrs.scheduler->scheduler() : nullptr;
-    if (!s || s->is_eevdf()) return t.body(ctx);
-    if (s->spec.kind == SchedulerSpec::Kind::KernelBuiltin) {
-        run_commands(s->spec.enable, "enable");
-        auto r = t.body(ctx);
-        run_commands(s->spec.disable, "disable");
-        return r;
-    }
-    RunningScheduler running(*s);
-    auto r = t.body(ctx);
-    running.stop();
-    return r;
-}
+constexpr auto kWatchInterval = 100ms;
 
 const char* kPackagingHint =
     "; to package it, list it in the payload's include_files (ktstr::binary_payload does "
     "this) or in the test's extra_include_files";
+
+AssertResult result_from_json(const std::string& text) {
+    auto j = nlohmann::json::parse(text, nullptr, false);
+    if (!j.is_object()) return AssertResult::fail("the test body left an unreadable result");
+    std::vector<std::string> messages;
+    for (const auto& m : j.value("messages", nlohmann::json::array()))
+        if (m.is_string()) messages.push_back(m.get<std::string>());
+    auto status = j.value("status", "");
+    if (status == "pass") return AssertResult::pass();
+    if (status == "skip") return AssertResult::skip(messages.empty() ? "" : messages.front());
+    return AssertResult::fail(messages);
+}
+
+unsigned long read_taint() {
+    std::ifstream in("/proc/sys/kernel/tainted");
+    unsigned long taint = 0;
+    in >> taint;
+    return taint;
+}
+
+// --- The body, in a child process -----------------------------------------------------------
+
+[[noreturn]] void run_body_child(const TestCase& t, int result_fd) {
+    ::setpgid(0, 0);
+    auto result = AssertResult::fail("the test body did not return");
+    try {
+        Ctx ctx(Topology::parse(t.attrs.topology), t.attrs.scheduler);
+        result = t.body(ctx);
+    } catch (const std::exception& e) {
+        std::string text = e.what();
+        if (text.rfind("cannot find payload binary", 0) == 0) text += kPackagingHint;
+        result = AssertResult::fail("the test threw: " + text);
+    }
+    try {
+        auto text = result_to_json(result).dump();
+        write_all(result_fd, text.data(), text.size(), "the test body's result");
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "ktstr: %s\n", e.what());
+    }
+    std::cout.flush();
+    std::cerr.flush();
+    std::fflush(nullptr);
+    ::_exit(0);  // no destructors: the parent's objects (the scheduler's handle) are not ours
+}
+
+// Kills `root`'s descendants and their process groups (payloads run in groups of their own),
+// then `root`'s group. Not yet: a process whose parent has died is reparented to init and
+// found no more; init kills it when the guest's command ends. (A cgroup for the body would
+// find it, but would change the cgroup every test body sees and slows payload kills.)
+void kill_process_tree(pid_t root) {
+    std::set<pid_t> tree = {root};
+    std::set<pid_t> groups = {root};
+    for (bool grew = true; grew;) {
+        grew = false;
+        for (const auto& p : process_table()) {
+            if (!tree.count(p.ppid) || tree.count(p.pid)) continue;
+            tree.insert(p.pid);
+            groups.insert(p.pgrp);
+            grew = true;
+        }
+    }
+    for (pid_t never : {0, 1, ::getpgrp()}) groups.erase(never);
+    for (pid_t g : groups) ::killpg(g, SIGKILL);
+    for (pid_t p : tree) ::kill(p, SIGKILL);
+}
+
+// A test body running in its own process group, in a child process.
+class BodyProcess {
+  public:
+    explicit BodyProcess(const TestCase& t) {
+        result_.reset(::memfd_create("ktstr-body-result", MFD_CLOEXEC));
+        if (!result_) throw_errno("cannot create the test body's result file");
+        std::cout.flush();
+        std::cerr.flush();
+        std::fflush(nullptr);
+        pid_ = ::fork();
+        if (pid_ < 0) throw_errno("cannot fork the test body");
+        if (pid_ == 0) run_body_child(t, result_.get());
+        ::setpgid(pid_, pid_);  // the child does it too; whichever runs first, no kill misses
+        pidfd_.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0)));
+        if (!pidfd_) throw_errno("cannot open a pidfd for the test body");
+    }
+    BodyProcess(const BodyProcess&) = delete;
+    BodyProcess& operator=(const BodyProcess&) = delete;
+    ~BodyProcess() {
+        if (!ended_) kill();
+    }
+
+    int pidfd() const { return pidfd_.get(); }
+
+    // Its result once it has ended; nothing while it runs.
+    std::optional<AssertResult> try_result() {
+        siginfo_t info{};
+        if (::waitid(P_PID, pid_, &info, WEXITED | WNOHANG) != 0)
+            throw_errno("cannot wait for the test body");
+        if (info.si_pid == 0) return std::nullopt;
+        ended_ = true;
+        std::string text;
+        char chunk[65536];
+        for (ssize_t n; (n = ::pread(result_.get(), chunk, sizeof chunk, off_t(text.size()))) > 0;)
+            text.append(chunk, size_t(n));
+        if (info.si_code == CLD_EXITED && info.si_status == 0 && !text.empty())
+            return result_from_json(text);
+        PayloadExit how;
+        if (info.si_code == CLD_EXITED)
+            how.exit_code = info.si_status;
+        else
+            how.signal = info.si_status;
+        return AssertResult::fail("the test body " + how.describe() + " without a result");
+    }
+
+    // Kills it with everything it started, and reaps it.
+    void kill() {
+        kill_process_tree(pid_);  // not reaped yet: its group id is still its own
+        siginfo_t info{};
+        while (::waitid(P_PID, pid_, &info, WEXITED) != 0 && errno == EINTR) {
+        }
+        ended_ = true;
+    }
+
+  private:
+    pid_t pid_ = -1;
+    Fd pidfd_, result_;
+    bool ended_ = false;
+};
+
+// --- Watching the body and the scheduler ----------------------------------------------------
+
+enum class Event { BodyEnded, TimedOut, SchedulerLost };
+
+struct Watch {
+    BodyProcess& body;
+    KernelLog& log;
+    RunningScheduler* scheduler = nullptr;  // a scheduler process to watch
+    bool expect_enabled = false;            // sched_ext must stay `enabled`
+};
+
+Event watch(Watch& w, Clock::time_point deadline, std::optional<AssertResult>& result) {
+    for (;;) {
+        pollfd fds[3] = {{w.body.pidfd(), POLLIN, 0},
+                         {w.log.fd(), POLLIN, 0},
+                         {w.scheduler ? w.scheduler->pidfd() : -1, POLLIN, 0}};
+        auto wait = std::min<Clock::duration>(deadline - Clock::now(), kWatchInterval);
+        int ms = int(std::max<long>(0, std::chrono::ceil<std::chrono::milliseconds>(wait).count()));
+        if (::poll(fds, 3, ms) < 0 && errno != EINTR) throw_errno("cannot watch the test body");
+        w.log.read_new();
+        if (w.scheduler && (w.scheduler->poll() || !w.scheduler->attached()))
+            return Event::SchedulerLost;
+        if (w.expect_enabled && read_sched_ext("state") != "enabled") return Event::SchedulerLost;
+        if ((result = w.body.try_result())) return Event::BodyEnded;
+        if (Clock::now() >= deadline) return Event::TimedOut;
+    }
+}
+
+// sched_ext left `enabled` under a scheduler the enable commands started.
+std::vector<std::string> state_loss(KernelLog& log, double at_s) {
+    auto verdict = await_kernel_verdict(log);
+    auto reason = verdict.reason();
+    char head[160];
+    std::snprintf(head, sizeof head,
+                  "sched_ext left 'enabled' %.1f s into the test body (the scheduler the enable "
+                  "commands started): ",
+                  at_s);
+    std::vector<std::string> messages = {head +
+                                         (reason.empty() ? "the kernel gave no reason" : reason)};
+    messages.insert(messages.end(), verdict.messages.begin(), verdict.messages.end());
+    return messages;
+}
+
+struct Watched {
+    AssertResult result;
+    bool scheduler_lost = false;  // the failure has been reported; there is nothing to stop
+};
+
+Watched run_watched(const TestCase& t, Watch w) {
+    auto started = Clock::now();
+    auto deadline = started + std::chrono::duration_cast<Clock::duration>(
+                                  std::chrono::duration<double>(t.attrs.timeout_s));
+    std::optional<AssertResult> result;
+    auto event = watch(w, deadline, result);
+    double at_s = std::chrono::duration<double>(Clock::now() - started).count();
+    if (event == Event::BodyEnded) return {*result};
+    w.body.kill();
+    if (event == Event::TimedOut) {
+        char text[96];
+        std::snprintf(text, sizeof text,
+                      "the test body ran past its timeout of %g s and was killed",
+                      t.attrs.timeout_s);
+        return {AssertResult::fail(text)};
+    }
+    return {AssertResult::fail(w.scheduler ? w.scheduler->report_loss(w.log, at_s)
+                                           : state_loss(w.log, at_s)),
+            true};
+}
+
+// --- One test under its scheduler -----------------------------------------------------------
+
+struct GuestOutcome {
+    AssertResult result;
+    std::string scheduler;  // "eevdf", or the ops name the kernel showed
+};
+
+void append(AssertResult& r, const std::vector<std::string>& messages) {
+    for (const auto& m : messages) r.expect(false, m);
+}
+
+// KernelBuiltin commands: their output is the test's output; a failing one fails the test.
+std::vector<std::string> run_commands(const Words& commands, const char* what) {
+    for (auto c : commands) {
+        auto r = PayloadRun("/bin/sh").arg("-c").arg(std::string(c)).run();
+        std::cout << r.out.bytes << std::flush;
+        std::cerr << r.err.bytes << std::flush;
+        if (!r.success())
+            return {std::string("cannot ") + what + " the scheduler: command " +
+                    quoted(std::string(c)) + " " + r.describe() + "; its output:\n" + r.out.bytes +
+                    r.err.bytes};
+    }
+    return {};
+}
+
+GuestOutcome run_builtin(const TestCase& t, const Scheduler& s, KernelLog& log) {
+    if (auto failed = run_commands(s.spec.enable, "enable"); !failed.empty())
+        return {AssertResult::fail(failed), std::string(s.name)};
+    bool enabled = kernel_has_sched_ext() && read_sched_ext("state") == "enabled";
+    std::string name = enabled ? attached_ops() : std::string(s.name);
+
+    BodyProcess body(t);
+    auto watched = run_watched(t, {body, log, nullptr, enabled});
+    append(watched.result, run_commands(s.spec.disable, "disable"));
+    return {watched.result, name};
+}
+
+GuestOutcome run_sched_ext(const TestCase& t, const Scheduler& s, KernelLog& log) {
+    std::string name(s.name);
+    if (!kernel_has_sched_ext())
+        return {AssertResult::skip("this kernel has no sched_ext (/sys/kernel/sched_ext is "
+                                   "missing): scheduler " +
+                                   quoted(name) + " cannot run"),
+                name};
+    auto start = RunningScheduler::start(s, log);
+    if (auto* failed = std::get_if<AttachFailure>(&start)) {
+        if (!failed->error.verifier_log.empty())
+            std::cerr << "--- verifier log of scheduler " << name << " (whole)\n"
+                      << failed->error.verifier_log << "--- end of verifier log\n"
+                      << std::flush;
+        return {AssertResult::fail(describe_attach_failure(s, *failed)), name};
+    }
+    auto& running = std::get<RunningScheduler>(start);
+    if (running.poll() || !running.attached())
+        return {AssertResult::fail(running.report_loss(log, std::nullopt)), running.ops()};
+
+    BodyProcess body(t);
+    auto watched = run_watched(t, {body, log, &running, false});
+    if (!watched.scheduler_lost) append(watched.result, running.stop(log));
+    return {watched.result, running.ops()};
+}
+
+GuestOutcome run_test(const TestCase& t) {
+    KernelLog log;
+    auto taint = read_taint();
+    const Scheduler* s = t.attrs.scheduler ? t.attrs.scheduler->scheduler() : nullptr;
+    GuestOutcome outcome{AssertResult::pass(), "eevdf"};
+    if (!s || s->is_eevdf()) {
+        BodyProcess body(t);
+        outcome.result = run_watched(t, {body, log, nullptr, false}).result;
+    } else if (s->spec.kind == SchedulerSpec::Kind::KernelBuiltin) {
+        outcome = run_builtin(t, *s, log);
+    } else {
+        outcome = run_sched_ext(t, *s, log);
+    }
+
+    log.read_new();
+    for (const auto& p : kernel_problems(log.records()))
+        outcome.result.expect(false, "the kernel reported a problem during the test:\n  " + p);
+    if (auto now = read_taint(); now & ~taint)
+        outcome.result.expect(
+            false, "the kernel became tainted during the test: " + describe_new_taint(taint, now));
+    return outcome;
+}
 
 }  // namespace
 
@@ -135,11 +335,13 @@ int run_in_guest(const std::string& name) {
         result = result_to_json(AssertResult::fail("no test named " + quoted(name)));
     } else {
         try {
-            result = result_to_json(run_body(*test));
+            auto outcome = run_test(*test);
+            result = result_to_json(outcome.result);
+            result["scheduler"] = outcome.scheduler;
         } catch (const std::exception& e) {
-            std::string text = e.what();
-            if (text.rfind("cannot find payload binary", 0) == 0) text += kPackagingHint;
-            result = result_to_json(AssertResult::fail("the test threw: " + text));
+            result = result_to_json(AssertResult::fail("the test threw: " + std::string(e.what())));
+            auto s = test->attrs.scheduler ? test->attrs.scheduler->scheduler() : nullptr;
+            result["scheduler"] = s ? std::string(s->name) : "eevdf";
         }
     }
     const char* path = std::getenv("KTSTR_RESULT_FILE");

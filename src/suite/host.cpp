@@ -19,6 +19,7 @@
 #include "ktstr/guest_image.hpp"
 #include "ktstr/initramfs_cache.hpp"
 #include "ktstr/log.hpp"
+#include "scheduler_run.hpp"
 #include "suite.hpp"
 
 namespace fs = std::filesystem;
@@ -87,7 +88,7 @@ private:
         protocol::Job job;
         job.command = shell_quote("/include-files/" + suite_binary().filename().string()) +
                       " --ktstr-guest-test " + shell_quote(std::string(test_.name));
-        job.timeout_s = test_.attrs.timeout_s;
+        job.timeout_s = job_timeout_s(test_);
         job.verbose = options_.verbose;
         out.vm = run_vm(spec, job);
         out.stdout_tail = tail_of(read_all(dir.path() / "stdout"), 4000);
@@ -105,8 +106,8 @@ private:
         const auto& v = vm.verdict;
         if (v.timed_out) {
             out.status = Status::Fail;
-            out.messages.push_back(
-                fmt::format("timed out after {:.0f} s and was killed", test_.attrs.timeout_s));
+            out.messages.push_back(fmt::format("timed out after {:.0f} s and was killed",
+                                               job_timeout_s(test_)));
             return;
         }
         if (v.test_result.empty()) {
@@ -120,6 +121,7 @@ private:
         auto r = nlohmann::json::parse(v.test_result, nullptr, false);
         auto status = r.is_object() ? r.value("status", "") : "";
         out.status = status == "pass" ? Status::Pass : status == "skip" ? Status::Skip : Status::Fail;
+        if (r.is_object()) out.scheduler = r.value("scheduler", "");
         if (r.is_object() && r.contains("messages"))
             for (const auto& m : r["messages"]) out.messages.push_back(m.get<std::string>());
     }
@@ -153,6 +155,16 @@ std::vector<IncludeSpec> include_specs(const TestCase& t) {
     for (auto f : t.attrs.extra_include_files)
         specs.push_back({std::string(f), "extra_include_files of " + std::string(t.name)});
     return specs;
+}
+
+double job_timeout_s(const TestCase& t) {
+    const Scheduler* s = t.attrs.scheduler ? t.attrs.scheduler->scheduler() : nullptr;
+    if (!s || s->is_eevdf()) return t.attrs.timeout_s;
+    // The kernel's watchdog may take 1.5 times its timeout to eject a stalled scheduler, and
+    // the guest then waits for the kernel's reason and the scheduler's exit dump.
+    auto seconds = [](auto d) { return std::chrono::duration<double>(d).count(); };
+    return t.attrs.timeout_s + seconds(kSchedulerAttachTimeout) +
+           1.5 * seconds(kSchedExtWatchdogMax) + seconds(kSchedulerEndAllowance);
 }
 
 std::vector<std::string> kernel_words(const TestCase& t) {

@@ -32,6 +32,7 @@ struct TestOutcome {
     const TestCase* test = nullptr;
     Status status = Status::Error;
     std::vector<std::string> messages;
+    std::string scheduler;  // what the guest ran the body under: "eevdf" or the ops name
     double seconds = 0;
     std::string stdout_tail, stderr_tail;
     VmResult vm;
@@ -40,6 +41,10 @@ struct TestOutcome {
 // Every include file a test needs: the suite binary, its scheduler's binary
 // and config, its payloads' and workloads' include_files, extra_include_files.
 std::vector<IncludeSpec> include_specs(const TestCase& t);
+
+// The guest's time for the whole job: the body's timeout, plus, under a sched_ext scheduler,
+// room to attach it and for the kernel's watchdog to eject it and the guest to report why.
+double job_timeout_s(const TestCase& t);
 
 // Kernel command-line words from the test and its scheduler's sysctls.
 std::vector<std::string> kernel_words(const TestCase& t);
@@ -67,6 +72,9 @@ std::vector<TestOutcome> run_tests(const std::vector<const TestCase*>& tests,
 std::string junit_xml(const std::vector<TestOutcome>& outcomes, const std::string& suite_name);
 
 const char* status_name(Status s);
+
+// The scheduler the guest reported running the body under, else the one the test names.
+std::string scheduler_shown(const TestOutcome& o);
 
 // The failure report: test, topology, scheduler, messages, output and console tails.
 std::string failure_report(const TestOutcome& o);

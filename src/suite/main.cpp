@@ -139,7 +139,8 @@ int run_host(const HostOptions& o, const char* argv0) {
         std::lock_guard lock(m);
         ++done;
         if (tty) fmt::print(stderr, "\r\033[K");
-        fmt::print(stderr, "{:5} {} ({:.1f} s)\n", status_name(r.status), r.test->name, r.seconds);
+        fmt::print(stderr, "{:5} {} [{}] ({:.1f} s)\n", status_name(r.status), r.test->name,
+                   scheduler_shown(r), r.seconds);
         if (r.status == Status::Fail || r.status == Status::Error)
             fmt::print(stderr, "{}", failure_report(r));
     };

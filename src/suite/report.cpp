@@ -42,11 +42,17 @@ const char* status_name(Status s) {
     return "?";
 }
 
+std::string scheduler_shown(const TestOutcome& o) {
+    if (!o.scheduler.empty()) return o.scheduler;
+    const auto* s = o.test->attrs.scheduler;
+    return s ? std::string(s->name) : "eevdf";
+}
+
 std::string failure_report(const TestOutcome& o) {
     const auto& a = o.test->attrs;
     std::string s = fmt::format("--- {} {} ({}:{})\n  topology {}, scheduler {}\n",
                                 status_name(o.status), o.test->name, o.test->file, o.test->line,
-                                a.topology, a.scheduler ? a.scheduler->name : "eevdf");
+                                a.topology, scheduler_shown(o));
     for (const auto& m : o.messages) s += "  " + m + "\n";
     if (!o.stdout_tail.empty()) s += "--- guest stdout (tail)\n" + o.stdout_tail + "\n";
     if (!o.stderr_tail.empty()) s += "--- guest stderr (tail)\n" + o.stderr_tail + "\n";
@@ -81,8 +87,9 @@ std::string junit_xml(const std::vector<TestOutcome>& outcomes, const std::strin
             x += fmt::format("    <skipped message=\"{}\"/>\n", xml_escape(first));
         x += fmt::format(
             "    <properties><property name=\"ms_to_hello\" value=\"{:.0f}\"/>"
-            "<property name=\"ms_total\" value=\"{:.0f}\"/></properties>\n",
-            o.vm.ms_to_hello, o.vm.ms_total);
+            "<property name=\"ms_total\" value=\"{:.0f}\"/>"
+            "<property name=\"scheduler\" value=\"{}\"/></properties>\n",
+            o.vm.ms_to_hello, o.vm.ms_total, xml_escape(scheduler_shown(o)));
         if (!o.stdout_tail.empty())
             x += "    <system-out>" + xml_escape(o.stdout_tail) + "</system-out>\n";
         if (!o.stderr_tail.empty() || !o.vm.console_tail.empty())

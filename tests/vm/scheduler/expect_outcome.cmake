@@ -1,0 +1,53 @@
+# Runs a suite and checks how it ended, for tests that must fail in a given way.
+#
+#   cmake -D EXIT=1 -D EXPECT1=regex [-D EXPECT2=...] [-D JUNIT=file -D JUNIT_EXPECT=regex]
+#         [-D SECONDS=regex-with-one-group -D SECONDS_MAX=n] -P expect_outcome.cmake -- cmd...
+#
+# Passes when the exit code is EXIT, every EXPECTn matches the output, JUNIT_EXPECT matches
+# the JUnit file, and the number SECONDS captures is at most SECONDS_MAX.
+set(command)
+set(after_dashes FALSE)
+math(EXPR last "${CMAKE_ARGC} - 1")
+foreach(i RANGE 1 ${last})
+  if(after_dashes)
+    list(APPEND command "${CMAKE_ARGV${i}}")
+  elseif(CMAKE_ARGV${i} STREQUAL "--")
+    set(after_dashes TRUE)
+  endif()
+endforeach()
+if(NOT command)
+  message(FATAL_ERROR "expect_outcome: no command after --")
+endif()
+
+execute_process(COMMAND ${command} RESULT_VARIABLE status OUTPUT_VARIABLE out ERROR_VARIABLE err)
+set(all "${out}${err}")
+message("${all}")
+
+set(failures)
+if(NOT status STREQUAL "${EXIT}")
+  list(APPEND failures "exit code ${status}, expected ${EXIT}")
+endif()
+foreach(n RANGE 1 9)
+  if(DEFINED EXPECT${n} AND NOT all MATCHES "${EXPECT${n}}")
+    list(APPEND failures "the output does not match: ${EXPECT${n}}")
+  endif()
+endforeach()
+if(DEFINED JUNIT)
+  file(READ "${JUNIT}" junit)
+  if(NOT junit MATCHES "${JUNIT_EXPECT}")
+    list(APPEND failures "${JUNIT} does not match: ${JUNIT_EXPECT}")
+  endif()
+endif()
+if(DEFINED SECONDS)
+  if(NOT all MATCHES "${SECONDS}")
+    list(APPEND failures "no time in the output matches: ${SECONDS}")
+  elseif(CMAKE_MATCH_1 GREATER SECONDS_MAX)
+    list(APPEND failures "took ${CMAKE_MATCH_1} s, more than ${SECONDS_MAX} s")
+  else()
+    message("expect_outcome: ${CMAKE_MATCH_1} s, at most ${SECONDS_MAX} s")
+  endif()
+endif()
+if(failures)
+  string(REPLACE ";" "\n  " failures "${failures}")
+  message(FATAL_ERROR "expect_outcome:\n  ${failures}")
+endif()
