@@ -87,10 +87,7 @@ std::string initramfs_key(const ArchiveEntries& entries) {
         add_field(h, e->data);
         if (e->kind == EntryKind::File && !e->host_path.empty()) add_host_file(h, *e);
     }
-    static constexpr char digits[] = "0123456789abcdef";
-    std::string hex;
-    for (uint8_t b : h.finish()) hex += digits[b >> 4], hex += digits[b & 15];
-    return hex;
+    return h.finish_hex();
 }
 
 CachedInitramfs cached_initramfs(const ArchiveEntries& entries, const fs::path& dir) {

@@ -71,13 +71,17 @@ std::array<uint8_t, 32> Sha256::finish() {
     return out;
 }
 
+std::string Sha256::finish_hex() {
+    static constexpr char digits[] = "0123456789abcdef";
+    std::string out;
+    for (uint8_t b : finish()) out += digits[b >> 4], out += digits[b & 15];
+    return out;
+}
+
 std::string Sha256::hex(std::string_view bytes) {
     Sha256 s;
     s.update(bytes);
-    static constexpr char digits[] = "0123456789abcdef";
-    std::string out;
-    for (uint8_t b : s.finish()) out += digits[b >> 4], out += digits[b & 15];
-    return out;
+    return s.finish_hex();
 }
 
 }  // namespace ktstr

@@ -13,6 +13,7 @@ public:
     Sha256();
     void update(std::string_view bytes);
     std::array<uint8_t, 32> finish();
+    std::string finish_hex();                         // lowercase hex of finish()
     static std::string hex(std::string_view bytes);  // one-shot, lowercase hex digest
 
 private:
