@@ -16,6 +16,7 @@
 
 #include "ktstr/error.hpp"
 #include "ktstr/initramfs.hpp"
+#include "ktstr/log.hpp"
 
 namespace ktstr {
 namespace {
@@ -184,6 +185,14 @@ std::vector<fs::path> sorted_children(const fs::path& dir, const IncludeSpec& sp
     return names;
 }
 
+const char* special_kind(mode_t mode) {
+    if (S_ISFIFO(mode)) return "a fifo";
+    if (S_ISSOCK(mode)) return "a socket";
+    if (S_ISCHR(mode)) return "a character device";
+    if (S_ISBLK(mode)) return "a block device";
+    return "a special file";
+}
+
 void walk_directory(const fs::path& dir, const std::string& archive_dir, const IncludeSpec& spec,
                     std::vector<Resolved>& out) {
     for (const auto& name : sorted_children(dir, spec)) {
@@ -198,8 +207,11 @@ void walk_directory(const fs::path& dir, const std::string& archive_dir, const I
         } else if (S_ISDIR(st.st_mode)) {
             out.push_back(directory_entry(host, archive, st, spec));
             walk_directory(host, archive, spec, out);
+        } else {
+            // A host's fifo, socket or device node means nothing in the guest.
+            log(LogLevel::Warn, "not packing {}, {}: found walking {}", quoted(host.native()),
+                special_kind(st.st_mode), describe(spec));
         }
-        // Fifos, sockets and device nodes are skipped: a host's means nothing in the guest.
     }
 }
 

@@ -12,8 +12,8 @@
 // PATH, even when a file of that name is in the cwd; empty PATH elements are
 // ignored, and the first executable regular file wins. Inside a walked directory
 // symlinks are kept as they read (never followed, so loops end and dangling
-// links stay), and fifos, sockets and device nodes are skipped: a host's special
-// file means nothing in the guest. Output is sorted by archive path.
+// links stay), and fifos, sockets and device nodes are left out with a warning
+// naming each: a host's special file means nothing in the guest. Output is sorted by archive path.
 #pragma once
 
 #include <string>

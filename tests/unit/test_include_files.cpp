@@ -1,4 +1,5 @@
 // The include-file resolver and merge_entries, on real files in temp dirs.
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -10,6 +11,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <optional>
 #include <string>
 #include <vector>
@@ -269,7 +271,24 @@ TEST_CASE("symlinks inside a directory stay links, loops end, dangling links sta
     check_link("/include-files/links/gone", "/nowhere/at all");
 }
 
-TEST_CASE("fifos and sockets inside a directory are skipped; as a spec they are refused",
+// What `fn` writes to stderr (fd 2), through a temp file.
+template <typename Fn>
+std::string stderr_of(Fn fn) {
+    ktstr::TempDir tmp;
+    auto file = tmp.path() / "stderr";
+    ktstr::Fd out(::open(file.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
+    REQUIRE(out);
+    std::fflush(stderr);
+    ktstr::Fd saved(::fcntl(2, F_DUPFD_CLOEXEC, 3));
+    REQUIRE(::dup2(out.get(), 2) == 2);
+    fn();
+    std::fflush(stderr);
+    ::dup2(saved.get(), 2);
+    std::ifstream in(file);
+    return {std::istreambuf_iterator<char>(in), {}};
+}
+
+TEST_CASE("fifos and sockets inside a directory are left out, each named; as a spec refused",
           "[resolver]") {
     ktstr::TempDir tmp;
     auto d = tmp.path() / "special";
@@ -285,8 +304,14 @@ TEST_CASE("fifos and sockets inside a directory are skipped; as a spec they are 
     sock_path.copy(addr.sun_path, sock_path.size());
     REQUIRE(::bind(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
 
-    CHECK(paths_of(resolve({d.native()})) ==
+    ktstr::ArchiveEntries entries;
+    std::string warnings = stderr_of([&] { entries = resolve({d.native()}); });
+    CHECK(paths_of(entries) ==
           std::vector<std::string>{"/include-files/special", "/include-files/special/kept"});
+    CHECK_THAT(warnings, ContainsSubstring("not packing '" + (d / "fifo").native() +
+                                           "', a fifo: found walking '" + d.native() +
+                                           "' (from -i)"));
+    CHECK_THAT(warnings, ContainsSubstring("not packing '" + (d / "sock").native() + "', a socket"));
     CHECK_THROWS_WITH(resolve({(d / "fifo").native()}),
                       ContainsSubstring("not a regular file or a directory"));
 }
