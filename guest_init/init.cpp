@@ -100,6 +100,9 @@ struct Mount {
     unsigned long flags;
     const char* options;
     bool essential;  // nothing works without it
+    // Left as the initramfs has it when the archive put files there: a program or library packed
+    // at a host path under /tmp must stay visible. The rootfs is writable either way.
+    bool unless_packed = false;
 };
 
 constexpr unsigned long kNoDevExec = MS_NOSUID | MS_NODEV | MS_NOEXEC;
@@ -109,8 +112,8 @@ constexpr Mount kMounts[] = {
     {"devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755", true},
     {"devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "mode=0620,ptmxmode=0666", false},
     {"tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", false},
-    {"tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", false},
-    {"tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755", false},
+    {"tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", false, true},
+    {"tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755", false, true},
     {"cgroup2", "/sys/fs/cgroup", "cgroup2", kNoDevExec, nullptr, false},
     {"bpf", "/sys/fs/bpf", "bpf", kNoDevExec, "mode=0700", false},
 };
@@ -123,8 +126,17 @@ void mount_one(const Mount& m) {
         throw_errno("cannot mount " + std::string(m.type) + " on " + quoted(m.target));
 }
 
+bool has_entries(const char* dir) {
+    std::error_code ec;
+    return !std::filesystem::is_empty(dir, ec) && !ec;
+}
+
 void mount_filesystems() {
     for (const Mount& m : kMounts) {
+        if (m.unless_packed && has_entries(m.target)) {
+            say(Level::info, std::string("kept ") + m.target + " as packed: the initramfs has files there");
+            continue;
+        }
         try {
             mount_one(m);
             say(Level::info, "mounted " + std::string(m.type) + " on " + m.target);

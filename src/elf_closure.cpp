@@ -24,6 +24,7 @@
 
 #include "ktstr/error.hpp"
 #include "ktstr/fd.hpp"
+#include "ktstr/include_files.hpp"
 
 namespace ktstr {
 namespace {
@@ -432,6 +433,14 @@ size_t token_length(std::string_view text, std::string_view name) {
     return ends ? name.size() : 0;
 }
 
+// Whether the object's own search path names its $ORIGIN.
+bool uses_origin(const ElfObject& elf) {
+    const std::string& list = elf.runpath ? *elf.runpath : elf.rpath.value_or("");
+    for (size_t at = list.find('$'); at != std::string::npos; at = list.find('$', at + 1))
+        if (token_length(std::string_view(list).substr(at + 1), "ORIGIN")) return true;
+    return false;
+}
+
 struct TokenValues {
     std::string origin;
     std::string lib;
@@ -572,9 +581,22 @@ void Closure::add_program(const ArchiveEntry& file) {
     any_program_ = true;
     LinkMap map;
     map.has_program = true;
-    // The program's $ORIGIN is its real directory, as ld.so takes it from /proc/self/exe.
-    // Not yet: in the guest the program sits at its archive path, so a library found through
-    // the program's $ORIGIN is packed at its host path where the guest's loader will not look.
+    // The program's $ORIGIN is its real directory, as ld.so takes it from /proc/self/exe. In the
+    // guest that is wherever the program's bytes are, so a program that searches its own $ORIGIN
+    // keeps its bytes at its host path and its archive path becomes a link there: the guest's
+    // loader then finds the same libraries, packed at their host paths, as the host's does.
+    if (uses_origin(program) && dir_name(real) != dir_name(file.archive_path)) {
+        std::string why = "program " + file.archive_path + ", at its host path for its $ORIGIN";
+        add_path(locate(real), why);
+        ArchiveEntry link;
+        link.archive_path = file.archive_path;
+        link.host_path = file.host_path;
+        link.kind = EntryKind::Symlink;
+        link.link_target = real;
+        link.reason = file.reason.empty() ? "include file" : file.reason;
+        link.reason += ", a link to its host path for its $ORIGIN";
+        out_.insert_or_assign(link.archive_path, std::move(link));
+    }
     map.add({&program, real, file.archive_path, -1}, "", real);
     if (!program.interpreter.empty()) add_interpreter(map);
     load_needed(map, 0);
@@ -826,6 +848,20 @@ ArchiveEntries elf_closure(const ArchiveEntries& files, const ClosureOptions& op
         if (file.kind == EntryKind::File && !file.host_path.empty()) closure.add_program(file);
     closure.add_extras_alone();
     return closure.entries();
+}
+
+void add_elf_closure(ArchiveEntries& entries, const ClosureOptions& options) {
+    std::unordered_map<std::string, size_t> index;
+    for (size_t i = 0; i < entries.size(); ++i) index.emplace(entries[i].archive_path, i);
+    ArchiveEntries more;
+    for (auto& entry : elf_closure(entries, options)) {
+        auto it = index.find(entry.archive_path);
+        if (it != index.end())
+            entries[it->second] = std::move(entry);  // a program relocated for its $ORIGIN
+        else
+            more.push_back(std::move(entry));
+    }
+    merge_entries(entries, more);
 }
 
 }  // namespace ktstr

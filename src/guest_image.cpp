@@ -55,7 +55,7 @@ ArchiveEntries guest_layout(const std::vector<IncludeSpec>& specs, const KernelI
         merge_entries(entries, {config});
     }
     merge_entries(entries, resolve_include_files(specs));
-    merge_entries(entries, elf_closure(entries, closure));
+    add_elf_closure(entries, closure);
     return entries;
 }
 

@@ -26,6 +26,14 @@ struct ClosureOptions {
 // at a path already among `files`. Throws ktstr::Error naming the object that
 // needs a missing library and the chain that led there, or a foreign-architecture
 // program.
+//
+// One kind of entry replaces an input: a program whose DT_RUNPATH (or DT_RPATH) names $ORIGIN
+// is packed at its host path too, and the result holds a Symlink at the program's own archive
+// path pointing there, so the guest's loader takes $ORIGIN from the same directory as the host's.
 ArchiveEntries elf_closure(const ArchiveEntries& files, const ClosureOptions& options = {});
+
+// elf_closure's entries applied to `entries`: replacements in place, the rest merged with
+// merge_entries.
+void add_elf_closure(ArchiveEntries& entries, const ClosureOptions& options = {});
 
 }  // namespace ktstr

@@ -281,6 +281,44 @@ TEST_CASE("$ORIGIN comes from the program's real path, through symlinks", "[elf]
     CHECK(archive.at(w.path("lib/libv.so.1.2.3")).reason == "target of " + w.path("lib/libv.so.1"));
     REQUIRE(archive.contains(w.path("lib/libw.so.1")));
     CHECK(archive.at(w.path("lib/libw.so.1")).reason == "needed by " + w.path("lib/libv.so.1"));
+
+    // In the guest the program is reached through a link to its host path, so the loader's
+    // $ORIGIN (the real directory, from /proc/self/exe) is bin/ there too.
+    REQUIRE(archive.contains("/include-files/prog"));
+    const auto& program = archive.at("/include-files/prog");
+    CHECK(program.kind == EntryKind::Symlink);
+    CHECK(program.link_target == fs::canonical(w.root / "bin/prog").string());
+    const ArchiveEntry* bytes = guest_lookup(archive, "/include-files/prog");
+    REQUIRE(bytes);
+    CHECK(same_file(bytes->host_path, w.root / "bin/prog"));
+    // $ORIGIN/../lib from there, folded.
+    CHECK(guest_lookup(archive, fs::canonical(w.root / "lib").string() + "/libv.so.1"));
+}
+
+TEST_CASE("a program without $ORIGIN stays at its archive path", "[elf]") {
+    Workshop w;
+    w.build_libs("lib", "w", "$ORIGIN");
+    fs::copy_file(w.root / "w/libw.so.1", w.root / "lib/libw.so.1");
+    w.build_program("bin/prog", "lib", "w", w.path("lib"), true);
+    auto archive =
+        by_path(ktstr::elf_closure({include_file("/include-files/prog", w.root / "bin/prog")}));
+    CHECK_FALSE(archive.contains("/include-files/prog"));
+    CHECK_FALSE(archive.contains(fs::canonical(w.root / "bin/prog").string()));
+}
+
+TEST_CASE("add_elf_closure puts a relocated program's link in place of its file", "[elf]") {
+    Workshop w;
+    w.build_libs("lib", "w", "$ORIGIN");
+    fs::copy_file(w.root / "w/libw.so.1", w.root / "lib/libw.so.1");
+    w.build_program("bin/prog", "lib", "w", "$ORIGIN/../lib", true);
+    ArchiveEntries entries{include_file("/include-files/prog", w.root / "bin/prog")};
+    ktstr::add_elf_closure(entries);
+    auto archive = by_path(entries);
+    CHECK(archive.size() == entries.size());  // one entry a path
+    CHECK(archive.at("/include-files/prog").kind == EntryKind::Symlink);
+    CHECK(archive.at("/include-files/prog").reason ==
+          "include file, a link to its host path for its $ORIGIN");
+    CHECK(archive.contains(w.path("lib/libw.so.1")));
 }
 
 TEST_CASE("a library's $ORIGIN is the directory it was found in, as glibc has it", "[elf]") {

@@ -70,6 +70,16 @@ case $case_name in
     expect_rc 130
     [ -z "$(ls -A "$work/tmp")" ] || fail "left behind: $(ls -A "$work/tmp")"
     ! pgrep -f "$work/tmp" >/dev/null || fail "qemu still runs" ;;
+  origin_runpath)
+    # A program built here (under /tmp) finds its library through RUNPATH $ORIGIN/../lib.
+    mkdir -p "$work/proj/lib" "$work/proj/bin"
+    printf 'int answer(void) { return 42; }\n' >"$work/proj/answer.c"
+    printf '#include <stdio.h>\nint answer(void);\nint main(void) { printf("answer %%d\\n", answer()); return 0; }\n' >"$work/proj/prog.c"
+    cc -shared -fPIC -o "$work/proj/lib/libanswer.so" "$work/proj/answer.c" || fail "cc lib"
+    cc -o "$work/proj/bin/prog" "$work/proj/prog.c" -L"$work/proj/lib" -lanswer \
+       -Wl,--enable-new-dtags,-rpath,'$ORIGIN/../lib' || fail "cc prog"
+    run shell -i "$work/proj/bin/prog" --exec prog
+    expect_rc 0; expect_out '^answer 42$' ;;
   *) fail "unknown case $case_name" ;;
 esac
 echo "PASS: $case_name"
