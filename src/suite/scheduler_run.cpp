@@ -7,6 +7,8 @@
 #include <fstream>
 #include <thread>
 
+#include <fmt/format.h>
+
 #include "ktstr/error.hpp"
 #include "suite.hpp"
 
@@ -20,7 +22,7 @@ namespace {
 constexpr const char* kSchedExt = "/sys/kernel/sched_ext";
 constexpr auto kDisableWait = 10s;    // the kernel's disable work, slow under TCG
 constexpr auto kReasonGrace = 500ms;  // after `disabled`, for the deferred reason to be printed
-constexpr auto kStopGrace = 5s;       // SIGINT to SIGKILL
+constexpr auto kStopGrace = 5s;       // SIGTERM to SIGKILL
 constexpr auto kOwnExitGrace = 2s;    // an ejected scheduler prints its dump and exits
 constexpr size_t kOutputInMessage = 256 << 10;
 
@@ -501,7 +503,7 @@ PayloadReport RunningScheduler::end_process(std::chrono::milliseconds own_exit_g
     auto exit = handle_->wait_for(own_exit_grace);
     if (!exit) {
         // The leader is not reaped yet, so its group id is still its own.
-        ::killpg(handle_->pgid(), SIGINT);
+        ::killpg(handle_->pgid(), SIGTERM);
         exit = handle_->wait_for(kStopGrace);
     }
     if (!exit) handle_->kill();
@@ -554,17 +556,18 @@ std::vector<std::string> RunningScheduler::report_loss(KernelLog& log,
 }
 
 std::vector<std::string> RunningScheduler::stop(KernelLog& log) {
-    ::killpg(handle_->pgid(), SIGINT);
-    auto exit = handle_->wait_for(kStopGrace);
-    if (!exit) {
-        std::fprintf(stderr, "ktstr: scheduler '%s' did not stop within %lld s of SIGINT; killed\n",
-                     ops_.c_str(), static_cast<long long>(kStopGrace.count()));
+    std::vector<std::string> messages;
+    ::killpg(handle_->pgid(), SIGTERM);
+    if (!handle_->wait_for(kStopGrace)) {
         handle_->kill();
+        messages.push_back(fmt::format(
+            "scheduler '{}' ignored SIGTERM at stop: still running {} s later, so it was killed "
+            "with SIGKILL",
+            ops_, kStopGrace.count()));
     }
     auto report = handle_->wait_and_capture();
 
     auto verdict = await_kernel_verdict(log);
-    std::vector<std::string> messages;
     if (auto state = read_sched_ext("state"); state != "disabled")
         messages.push_back("scheduler " + quoted(ops_) + " stopped, but sched_ext is still " +
                            quoted(state));

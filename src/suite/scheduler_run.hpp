@@ -151,8 +151,8 @@ class RunningScheduler {
     // body): waits for the kernel to finish (and print why), stops what is left of it and
     // says what happened.
     std::vector<std::string> report_loss(KernelLog& log, std::optional<double> body_s);
-    // The normal end: SIGINT, then SIGKILL after a grace; waits for `disabled`. Empty when it
-    // went cleanly, else what went wrong.
+    // The normal end: SIGTERM, then SIGKILL after a grace (a failure: it ignored the stop);
+    // waits for `disabled`. Empty when it went cleanly, else what went wrong.
     std::vector<std::string> stop(KernelLog& log);
 
   private:
