@@ -12,7 +12,7 @@ out=$(cmake -S "$src" -B "$work" -G Ninja -DKTSTR_BPF_CLANG=/nonexistent/clang-1
 rc=$?
 printf '%s\n' "$out" | grep -E 'scx_fixture|left out|Error|error' || true
 [ "$rc" = 0 ] || { printf '%s\n' "$out"; fail "the configure failed ($rc)"; }
-grep -q "scx_fixture: skipped: BPF tools missing: clang (run scripts/setup.sh" <<<"$out" ||
+grep -q "scx_fixture: skipped: BPF tools missing: clang (run scripts/setup.sh, or install clang-19, llvm-19, bpftool and libbpf-dev)" <<<"$out" ||
   fail "no message naming the missing clang"
 grep -Eq "scheduler tests left out \(no fixture scheduler: BPF tools missing: clang .*\):.* stall_is_caught" <<<"$out" ||
   fail "no message listing the scheduler tests left out"
