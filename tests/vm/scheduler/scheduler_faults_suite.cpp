@@ -22,37 +22,18 @@ namespace suite = ktstr::suite;
 
 namespace {
 
-inline constexpr ktstr::Scheduler fixture{
-    .name = "ktstr_fixture",
-    .spec = SchedulerSpec::discover("scx_fixture"),
-    .args = {"--timeout-ms", "5000"},
-};
-inline constexpr ktstr::Scheduler stalling{
-    .name = "ktstr_fixture",
-    .spec = SchedulerSpec::discover("scx_fixture"),
-    .args = {"--fault", "stall", "--timeout-ms", "2000"},
-};
-inline constexpr ktstr::Scheduler exiting{
-    .name = "ktstr_fixture",
-    .spec = SchedulerSpec::discover("scx_fixture"),
-    .args = {"--fault", "exit-after=3"},
-};
-inline constexpr ktstr::Scheduler stubborn{
-    .name = "ktstr_fixture",
-    .spec = SchedulerSpec::discover("scx_fixture"),
-    .args = {"--fault", "ignore-stop"},
-};
+// The fixture scheduler, found by Discover at the top of the build tree, with `args`.
+constexpr ktstr::Scheduler fixture_with(ktstr::Words args) {
+    return {.name = "ktstr_fixture", .spec = SchedulerSpec::discover("scx_fixture"), .args = args};
+}
+
+inline constexpr auto fixture = fixture_with({"--timeout-ms", "5000"});
+inline constexpr auto stalling = fixture_with({"--fault", "stall", "--timeout-ms", "2000"});
+inline constexpr auto exiting = fixture_with({"--fault", "exit-after=3"});
+inline constexpr auto stubborn = fixture_with({"--fault", "ignore-stop"});
 // Holds a CPU for 4 s once a task named stallme runs; the sched_ext watchdog stays at 30 s.
-inline constexpr ktstr::Scheduler locking_up{
-    .name = "ktstr_fixture",
-    .spec = SchedulerSpec::discover("scx_fixture"),
-    .args = {"--fault", "lockup=4000", "--timeout-ms", "30000"},
-};
-inline constexpr ktstr::Scheduler erring{
-    .name = "ktstr_fixture",
-    .spec = SchedulerSpec::discover("scx_fixture"),
-    .args = {"--fault", "error-after-attach"},
-};
+inline constexpr auto locking_up = fixture_with({"--fault", "lockup=4000", "--timeout-ms", "30000"});
+inline constexpr auto erring = fixture_with({"--fault", "error-after-attach"});
 
 // Enable runs before the body, disable after it: disable fails unless the body has written
 // its mark, and prints the order for the host to check (it must have run at all).
