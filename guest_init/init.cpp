@@ -11,6 +11,7 @@
 #include <sys/reboot.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -24,6 +25,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -382,10 +384,26 @@ void report_failure(const std::string& what, const Ports& ports, double boot_ms)
     }
 }
 
+// Drivers the kernel has only as modules (virtio's, on Debian's 6.1), packed by the host in
+// load order. One that is built in already, or loaded, is no failure.
+void load_boot_modules() {
+    std::error_code ec;
+    std::vector<fs::path> modules;
+    for (const auto& e : fs::directory_iterator("/boot/ktstr-modules", ec))
+        modules.push_back(e.path());
+    std::sort(modules.begin(), modules.end());
+    for (const auto& m : modules) {
+        Fd fd = Fd::open(m.string(), O_RDONLY);
+        if (::syscall(SYS_finit_module, fd.get(), "", 0) != 0 && errno != EEXIST)
+            say(Level::warn, "cannot load module " + quoted(m.string()) + ": " + strerror(errno));
+    }
+}
+
 void run_init(double boot_ms, Ports& ports) {
     ChildDeaths deaths;
     mount_filesystems();
     attach_console();
+    load_boot_modules();
 
     ports = open_ports();
     send_line(ports.ctl.get(), {{"type", "hello"}, {"boottime_ms", std::llround(boot_ms)}});

@@ -5,6 +5,7 @@
 #   2. installs the packages the build, the tests and the VM need;
 #   3. fetches the newest Linux 7.x kernel image from trixie-backports into the
 #      kernel cache (never installs it as the host kernel) and extracts vmlinux;
+#      also bookworm's own 6.1 kernel (no sched_ext), for the tests that need one;
 #   4. builds the kernel's example sched_ext schedulers into the cache;
 #   5. configures and builds ktstr with CMake.
 # Environment: KTSTR_CACHE_DIR (default ~/.cache/ktstr), BUILD_DIR (default build).
@@ -123,6 +124,56 @@ if [ ! -f "$kdir/$kver/vmlinux" ]; then
   mv "$kdir/$kver/vmlinux.part" "$kdir/$kver/vmlinux"
 fi
 log "kernel: $kdir/$kver/vmlinuz"
+
+# --- 3b. a kernel without sched_ext: bookworm's own 6.1 ------------------------
+# For the tests that scheduler tests skip on it. Never the default kernel: `default` stays on
+# the 7.x one. Its virtio drivers are modules; the ones the guest needs for its ports are
+# copied beside it in load order (modules/NN-name.ko), and ktstr packs them for the guest init.
+oldpkg=$(apt-cache search --names-only '^linux-image-6\.1\.[0-9]+-[0-9]+-amd64$' 2>/dev/null \
+         | awk '{print $1}' | sort -V | tail -n1)
+if [ -z "$oldpkg" ]; then
+  log "no linux-image-6.1.*-amd64 in bookworm; the old-kernel test will be skipped"
+elif [ ! -f "$kdir/${oldpkg#linux-image-}/vmlinuz" ]; then
+  oldver=${oldpkg#linux-image-}
+  log "fetching $oldpkg (not installed): a kernel without sched_ext"
+  tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+  chmod 755 "$tmp"
+  (cd "$tmp" && apt-get download -qq "$oldpkg" 2>&1 | grep -v unsandboxed || true)
+  dpkg-deb -x "$tmp"/"$oldpkg"_*.deb "$tmp/x" || die "cannot unpack $oldpkg"
+  part=$kdir/$oldver.part
+  rm -rf "$part"; mkdir -p "$part/modules"
+  cp "$tmp/x/boot/vmlinuz-$oldver" "$part/vmlinuz" || die "$oldpkg holds no vmlinuz-$oldver"
+  cp "$tmp/x/boot/config-$oldver" "$part/config" || die "$oldpkg holds no config-$oldver"
+  # Each module after the ones it depends on (from its own .modinfo: there is no modules.dep).
+  moddir=$tmp/x/lib/modules/$oldver/kernel
+  order=()
+  add_module() {
+    local name=$1 file dep m
+    for m in "${order[@]}"; do [ "$m" = "$name" ] && return; done
+    file=$(find "$moddir" -name "$name.ko*" | head -n1)
+    [ -n "$file" ] || die "$oldpkg has no module $name"
+    for dep in $(tr '\0' '\n' <"$file" | sed -n 's/^depends=//p' | tr ',' ' '); do
+      add_module "$dep"
+    done
+    order+=("$name")
+  }
+  add_module virtio_pci
+  add_module virtio_console
+  n=10
+  for m in "${order[@]}"; do
+    file=$(find "$moddir" -name "$m.ko*" | head -n1)
+    case $file in
+      *.xz) xz -dc "$file" >"$part/modules/$n-$m.ko" ;;
+      *.zst) zstd -qdc "$file" >"$part/modules/$n-$m.ko" ;;
+      *) cp "$file" "$part/modules/$n-$m.ko" ;;
+    esac
+    n=$((n + 1))
+  done
+  rm -rf "$kdir/$oldver"
+  mv "$part" "$kdir/$oldver"
+  rm -rf "$tmp"; trap - EXIT
+  log "kernel without sched_ext: $kdir/$oldver/vmlinuz (modules: ${order[*]})"
+fi
 
 # --- 4. the kernel's example sched_ext schedulers -----------------------------
 if [ "${KTSTR_SKIP_SCX:-0}" != 1 ]; then

@@ -23,6 +23,7 @@ public:
     constexpr const T* begin() const { return items_.data(); }
     constexpr const T* end() const { return items_.data() + count_; }
     constexpr std::size_t size() const { return count_; }
+    static constexpr std::size_t capacity() { return Capacity; }
     constexpr bool empty() const { return count_ == 0; }
     constexpr const T& operator[](std::size_t i) const { return items_[i]; }
 

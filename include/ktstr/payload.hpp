@@ -107,3 +107,42 @@ constexpr Payload binary_payload(std::string_view binary, BinaryPayloadOptions o
 }
 
 }  // namespace ktstr
+
+// {fmt} prints them for logs and failure messages:
+//   PayloadKind: binary 'fio' | scheduler scx_simple
+//   Payload:     fio (binary 'fio', args: --rw=read, json output, 2 checks)
+//                scx_simple (scheduler scx_simple (discover 'scx_simple'))
+template <>
+struct fmt::formatter<ktstr::PayloadKind> {
+    constexpr auto parse(format_parse_context& ctx) { return ctx.begin(); }
+
+    template <typename FormatContext>
+    auto format(const ktstr::PayloadKind& kind, FormatContext& ctx) const {
+        if (const auto* b = std::get_if<ktstr::Binary>(&kind))
+            return fmt::format_to(ctx.out(), "binary '{}'", b->name);
+        const ktstr::Scheduler* s = std::get<const ktstr::Scheduler*>(kind);
+        if (!s) return fmt::format_to(ctx.out(), "scheduler (none)");
+        return fmt::format_to(ctx.out(), "scheduler {}", *s);
+    }
+};
+
+template <>
+struct fmt::formatter<ktstr::Payload> {
+    constexpr auto parse(format_parse_context& ctx) { return ctx.begin(); }
+
+    template <typename FormatContext>
+    auto format(const ktstr::Payload& p, FormatContext& ctx) const {
+        auto out = fmt::format_to(ctx.out(), "{} ({}", p.name.empty() ? "(unnamed)" : p.name,
+                                  p.kind);
+        if (!p.default_args.empty())
+            out = fmt::format_to(out, ", args: {}", fmt::join(p.default_args, " "));
+        if (!p.include_files.empty())
+            out = fmt::format_to(out, ", include files: {}", fmt::join(p.include_files, " "));
+        if (p.uses_parent_pgrp) out = fmt::format_to(out, ", in the parent's process group");
+        if (p.output == ktstr::OutputFormat::Json) out = fmt::format_to(out, ", json output");
+        if (!p.checks.empty())
+            out = fmt::format_to(out, ", {} check{}", p.checks.size(),
+                                 p.checks.size() == 1 ? "" : "s");
+        return fmt::format_to(out, ")");
+    }
+};

@@ -10,6 +10,8 @@
 
 #include <string_view>
 
+#include <fmt/format.h>
+
 #include "ktstr/fixed_list.hpp"
 
 namespace ktstr {
@@ -54,3 +56,59 @@ struct Scheduler {
 };
 
 }  // namespace ktstr
+
+// {fmt} prints them for logs and failure messages:
+//   SchedulerSpec: eevdf | discover 'scx_simple' | path '/x/scx_simple' |
+//                  kernel_builtin (enable: 'cmd'; 'cmd', disable: 'cmd')
+//   Scheduler:     scx_simple (discover 'scx_simple', args: -v, sysctls: a=b)
+template <>
+struct fmt::formatter<ktstr::SchedulerSpec> {
+    constexpr auto parse(format_parse_context& ctx) { return ctx.begin(); }
+
+    template <typename FormatContext>
+    auto format(const ktstr::SchedulerSpec& s, FormatContext& ctx) const {
+        using Kind = ktstr::SchedulerSpec::Kind;
+        auto quoted_list = [&](const ktstr::Words& words) {
+            for (size_t i = 0; i < words.size(); ++i)
+                fmt::format_to(ctx.out(), "{}'{}'", i ? "; " : "", words[i]);
+            if (words.empty()) fmt::format_to(ctx.out(), "none");
+        };
+        switch (s.kind) {
+            case Kind::Eevdf:
+                return fmt::format_to(ctx.out(), "eevdf");
+            case Kind::Discover:
+                return fmt::format_to(ctx.out(), "discover '{}'", s.binary);
+            case Kind::Path:
+                return fmt::format_to(ctx.out(), "path '{}'", s.binary);
+            case Kind::KernelBuiltin:
+                fmt::format_to(ctx.out(), "kernel_builtin (enable: ");
+                quoted_list(s.enable);
+                fmt::format_to(ctx.out(), ", disable: ");
+                quoted_list(s.disable);
+                return fmt::format_to(ctx.out(), ")");
+        }
+        return fmt::format_to(ctx.out(), "?");
+    }
+};
+
+template <>
+struct fmt::formatter<ktstr::Scheduler> {
+    constexpr auto parse(format_parse_context& ctx) { return ctx.begin(); }
+
+    template <typename FormatContext>
+    auto format(const ktstr::Scheduler& s, FormatContext& ctx) const {
+        auto out = fmt::format_to(ctx.out(), "{}", s.name.empty() ? "(unnamed)" : s.name);
+        if (s.is_eevdf() && s.name == "eevdf") return out;
+        out = fmt::format_to(out, " ({}", s.spec);
+        auto words = [&](const char* label, const ktstr::Words& w) {
+            if (!w.empty()) out = fmt::format_to(out, ", {}: {}", label, fmt::join(w, " "));
+        };
+        words("args", s.args);
+        if (!s.config_file.empty())
+            out = fmt::format_to(out, ", config: {} {}", s.config_arg, s.config_file);
+        words("sysctls", s.sysctls);
+        words("kernel args", s.kernel_args);
+        words("include files", s.include_files);
+        return fmt::format_to(out, ")");
+    }
+};

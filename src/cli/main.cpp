@@ -22,6 +22,7 @@
 #include "ktstr/kernel.hpp"
 #include "ktstr/log.hpp"
 #include "ktstr/vm_run.hpp"
+#include "../suite/shell_scheduler.hpp"
 
 namespace fs = std::filesystem;
 using namespace ktstr;
@@ -46,8 +47,9 @@ constexpr const char* kShellHelp = R"(usage: ktstr shell [options]
 
 Boots a kernel with the include files and their shared libraries packed in.
 With --exec, runs CMD with `sh -c` and exits with its exit code (128+N when
-signal N ended it, 124 on timeout, 125 when the VM itself failed). Without
---exec, gives an interactive busybox shell on the console.
+signal N ended it, 124 on timeout, 125 when the VM itself failed, 123 when
+the --scheduler failed). Without --exec, gives an interactive busybox shell
+on the console.
 
 options:
   -i, --include-files SPEC  a file or directory to pack (repeatable). A path
@@ -56,6 +58,11 @@ options:
                             a directory keeps its structure. Each lands under
                             /include-files, which is on the guest's PATH.
   --exec CMD                run CMD in the guest instead of a shell
+  --scheduler PATH          start this sched_ext scheduler before CMD and stop
+                            it after; it must attach, stay attached and stop
+                            on SIGTERM, and the kernel must not warn or become
+                            tainted (else the reasons, and exit code 123)
+  --scheduler-arg A         pass A to the scheduler (repeatable)
   --kernel PATH             kernel image (or a directory holding vmlinuz);
                             default: $KTSTR_KERNEL, then the kernel cache,
                             then /boot (see `ktstr kernel list`)
@@ -167,6 +174,8 @@ struct ShellOptions {
     std::vector<std::string> cmdline;
     bool verbose = false;
     bool cache = true;
+    std::optional<std::string> scheduler;
+    std::vector<std::string> scheduler_args;
 };
 
 ShellOptions parse_shell(Args& args) {
@@ -176,6 +185,8 @@ ShellOptions parse_shell(Args& args) {
         if (a == "-h" || a == "--help") fmt::print("{}", kShellHelp), std::exit(0);
         if (a == "-i" || a == "--include-files") o.specs.push_back({args.value(a), "-i"});
         else if (a == "--exec") o.exec = args.value(a);
+        else if (a == "--scheduler") o.scheduler = args.value(a);
+        else if (a == "--scheduler-arg") o.scheduler_args.push_back(args.value(a));
         else if (a == "--kernel") o.kernel = args.value(a);
         else if (a == "--accel") o.accel = args.value(a);
         else if (a == "--cpus") o.cpus = int(parse_number(a, args.value(a)));
@@ -188,6 +199,10 @@ ShellOptions parse_shell(Args& args) {
         else throw Error("unknown option " + quoted(a) + " for `ktstr shell` (see --help)");
     }
     if (o.cpus < 1) throw Error("option --cpus wants at least 1");
+    if (!o.scheduler && !o.scheduler_args.empty())
+        throw Error("option --scheduler-arg needs --scheduler");
+    // Not yet: an interactive shell under a scheduler (the guest half runs one command).
+    if (o.scheduler && !o.exec) throw Error("option --scheduler needs --exec");
     if (o.memory_mb != 0 && o.memory_mb < 128) throw Error("option --memory wants at least 128 (MB)");
     return o;
 }
@@ -202,6 +217,12 @@ int cmd_shell(Args& args) {
     spec.accel = choose_accel(o.accel);
     auto t_pack = std::chrono::steady_clock::now();
     std::optional<TempDir> dir;
+    std::optional<suite::ShellScheduler> scheduler;
+    if (o.scheduler) {
+        scheduler = suite::ShellScheduler{*o.scheduler, o.scheduler_args};
+        auto more = suite::shell_scheduler_includes(*scheduler);
+        o.specs.insert(o.specs.end(), more.begin(), more.end());
+    }
     auto layout = guest_layout(o.specs, spec.kernel);
     if (o.cache) {
         auto cached = cached_initramfs(layout);
@@ -229,7 +250,8 @@ int cmd_shell(Args& args) {
     spec.verbose = o.verbose;
 
     protocol::Job job;
-    job.command = o.exec.value_or("");
+    job.command = scheduler ? suite::shell_scheduler_command(*scheduler, *o.exec, o.verbose)
+                            : o.exec.value_or("");
     job.interactive = !o.exec;
     job.timeout_s = o.exec ? o.timeout_s : 0;
     job.verbose = o.verbose;
@@ -269,6 +291,16 @@ int interrupted_exit_code() {
 }
 
 int main(int argc, char** argv) {
+    // Inside the guest, for --scheduler: before the signals are blocked, which its children
+    // (the scheduler, the command) would inherit.
+    if (argc > 1 && argv[1] == ktstr::suite::kGuestSchedulerCommand) {
+        try {
+            return ktstr::suite::run_guest_scheduler({argv + 2, argv + argc});
+        } catch (const std::exception& e) {
+            log(LogLevel::Error, "{}", e.what());
+            return ktstr::suite::kSchedulerFailedExit;
+        }
+    }
     ::signal(SIGPIPE, SIG_IGN);
     sigset_t stop;
     sigemptyset(&stop);

@@ -58,7 +58,6 @@ unsigned long read_taint() {
 // --- The body, in a child process -----------------------------------------------------------
 
 [[noreturn]] void run_body_child(const TestCase& t, int result_fd) {
-    ::setpgid(0, 0);
     auto result = AssertResult::fail("the test body did not return");
     try {
         Ctx ctx(Topology::parse(t.attrs.topology), t.attrs.scheduler);
@@ -101,10 +100,10 @@ void kill_process_tree(pid_t root) {
     for (pid_t p : tree) ::kill(p, SIGKILL);
 }
 
-// A test body running in its own process group, in a child process.
+// A test body (or a command) running in its own process group, in a child process.
 class BodyProcess {
   public:
-    explicit BodyProcess(const TestCase& t) {
+    explicit BodyProcess(const BodyMain& main) {
         result_.reset(::memfd_create("ktstr-body-result", MFD_CLOEXEC));
         if (!result_) throw_errno("cannot create the test body's result file");
         std::cout.flush();
@@ -112,7 +111,11 @@ class BodyProcess {
         std::fflush(nullptr);
         pid_ = ::fork();
         if (pid_ < 0) throw_errno("cannot fork the test body");
-        if (pid_ == 0) run_body_child(t, result_.get());
+        if (pid_ == 0) {
+            ::setpgid(0, 0);
+            main(result_.get());
+            ::_exit(127);  // a BodyMain must not return; if it does, it ran nothing
+        }
         ::setpgid(pid_, pid_);  // the child does it too; whichever runs first, no kill misses
         pidfd_.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0)));
         if (!pidfd_) throw_errno("cannot open a pidfd for the test body");
@@ -124,6 +127,8 @@ class BodyProcess {
     }
 
     int pidfd() const { return pidfd_.get(); }
+    // How its process ended, once try_result() has seen it end.
+    const std::optional<PayloadExit>& exit() const { return exit_; }
 
     // Its result once it has ended; nothing while it runs.
     std::optional<AssertResult> try_result() {
@@ -136,14 +141,14 @@ class BodyProcess {
         char chunk[65536];
         for (ssize_t n; (n = ::pread(result_.get(), chunk, sizeof chunk, off_t(text.size()))) > 0;)
             text.append(chunk, size_t(n));
+        exit_.emplace();
+        if (info.si_code == CLD_EXITED)
+            exit_->exit_code = info.si_status;
+        else
+            exit_->signal = info.si_status;
         if (info.si_code == CLD_EXITED && info.si_status == 0 && !text.empty())
             return result_from_json(text);
-        PayloadExit how;
-        if (info.si_code == CLD_EXITED)
-            how.exit_code = info.si_status;
-        else
-            how.signal = info.si_status;
-        return AssertResult::fail("the test body " + how.describe() + " without a result");
+        return AssertResult::fail("the test body " + exit_->describe() + " without a result");
     }
 
     // Kills it with everything it started, and reaps it.
@@ -159,6 +164,7 @@ class BodyProcess {
     pid_t pid_ = -1;
     Fd pidfd_, result_;
     bool ended_ = false;
+    std::optional<PayloadExit> exit_;
 };
 
 // --- Watching the body and the scheduler ----------------------------------------------------
@@ -172,12 +178,14 @@ struct Watch {
     bool expect_enabled = false;            // sched_ext must stay `enabled`
 };
 
-Event watch(Watch& w, Clock::time_point deadline, std::optional<AssertResult>& result) {
+Event watch(Watch& w, std::optional<Clock::time_point> deadline,
+            std::optional<AssertResult>& result) {
     for (;;) {
         pollfd fds[3] = {{w.body.pidfd(), POLLIN, 0},
                          {w.log.fd(), POLLIN, 0},
                          {w.scheduler ? w.scheduler->pidfd() : -1, POLLIN, 0}};
-        auto wait = std::min<Clock::duration>(deadline - Clock::now(), kWatchInterval);
+        auto wait = deadline ? std::min<Clock::duration>(*deadline - Clock::now(), kWatchInterval)
+                             : Clock::duration(kWatchInterval);
         int ms = int(std::max<long>(0, std::chrono::ceil<std::chrono::milliseconds>(wait).count()));
         if (::poll(fds, 3, ms) < 0 && errno != EINTR) throw_errno("cannot watch the test body");
         w.log.read_new();
@@ -185,7 +193,7 @@ Event watch(Watch& w, Clock::time_point deadline, std::optional<AssertResult>& r
             return Event::SchedulerLost;
         if (w.expect_enabled && read_sched_ext("state") != "enabled") return Event::SchedulerLost;
         if ((result = w.body.try_result())) return Event::BodyEnded;
-        if (Clock::now() >= deadline) return Event::TimedOut;
+        if (deadline && Clock::now() >= *deadline) return Event::TimedOut;
     }
 }
 
@@ -204,44 +212,41 @@ std::vector<std::string> state_loss(KernelLog& log, double at_s) {
     return messages;
 }
 
-struct Watched {
-    AssertResult result;
-    bool scheduler_lost = false;  // the failure has been reported; there is nothing to stop
-};
-
-Watched run_watched(const TestCase& t, Watch w) {
+// Runs the body under the watch. `timeout_s` 0: no deadline of its own.
+void run_watched(GuardedRun& run, double timeout_s, Watch w) {
     auto started = Clock::now();
-    auto deadline = started + std::chrono::duration_cast<Clock::duration>(
-                                  std::chrono::duration<double>(t.attrs.timeout_s));
+    std::optional<Clock::time_point> deadline;
+    if (timeout_s > 0)
+        deadline = started + std::chrono::duration_cast<Clock::duration>(
+                                 std::chrono::duration<double>(timeout_s));
     std::optional<AssertResult> result;
     auto event = watch(w, deadline, result);
     double at_s = std::chrono::duration<double>(Clock::now() - started).count();
-    if (event == Event::BodyEnded) return {*result};
+    if (event == Event::BodyEnded) {
+        run.body = std::move(result);
+        run.body_exit = w.body.exit();
+        return;
+    }
     w.body.kill();
     if (event == Event::TimedOut) {
         char text[96];
         std::snprintf(text, sizeof text,
-                      "the test body ran past its timeout of %g s and was killed",
-                      t.attrs.timeout_s);
-        return {AssertResult::fail(text)};
+                      "the test body ran past its timeout of %g s and was killed", timeout_s);
+        run.problems.push_back(text);
+        return;
     }
-    return {AssertResult::fail(w.scheduler ? w.scheduler->report_loss(w.log, at_s)
-                                           : state_loss(w.log, at_s)),
-            true};
+    run.scheduler_lost = true;
+    auto lost = w.scheduler ? w.scheduler->report_loss(w.log, at_s) : state_loss(w.log, at_s);
+    run.problems.insert(run.problems.end(), lost.begin(), lost.end());
 }
 
-// --- One test under its scheduler -----------------------------------------------------------
+// --- A body under its scheduler ---------------------------------------------------------
 
-struct GuestOutcome {
-    AssertResult result;
-    std::string scheduler;  // "eevdf", or the ops name the kernel showed
-};
-
-void append(AssertResult& r, const std::vector<std::string>& messages) {
-    for (const auto& m : messages) r.expect(false, m);
+void append(std::vector<std::string>& to, const std::vector<std::string>& messages) {
+    to.insert(to.end(), messages.begin(), messages.end());
 }
 
-// KernelBuiltin commands: their output is the test's output; a failing one fails the test.
+// KernelBuiltin commands: their output is the body's output; a failing one is a problem.
 std::vector<std::string> run_commands(const Words& commands, const char* what) {
     for (auto c : commands) {
         auto r = PayloadRun("/bin/sh").arg("-c").arg(std::string(c)).run();
@@ -255,64 +260,88 @@ std::vector<std::string> run_commands(const Words& commands, const char* what) {
     return {};
 }
 
-GuestOutcome run_builtin(const TestCase& t, const Scheduler& s, KernelLog& log) {
+void run_builtin(GuardedRun& run, const Scheduler& s, double timeout_s, const BodyMain& main,
+                 KernelLog& log) {
+    run.scheduler = std::string(s.name);
     if (auto failed = run_commands(s.spec.enable, "enable"); !failed.empty())
-        return {AssertResult::fail(failed), std::string(s.name)};
+        return append(run.problems, failed);
     bool enabled = kernel_has_sched_ext() && read_sched_ext("state") == "enabled";
-    std::string name = enabled ? attached_ops() : std::string(s.name);
+    if (enabled) run.scheduler = attached_ops();
 
-    BodyProcess body(t);
-    auto watched = run_watched(t, {body, log, nullptr, enabled});
-    append(watched.result, run_commands(s.spec.disable, "disable"));
-    return {watched.result, name};
+    BodyProcess body(main);
+    run_watched(run, timeout_s, {body, log, nullptr, enabled});
+    append(run.problems, run_commands(s.spec.disable, "disable"));
 }
 
-GuestOutcome run_sched_ext(const TestCase& t, const Scheduler& s, KernelLog& log) {
-    std::string name(s.name);
-    if (!kernel_has_sched_ext())
-        return {AssertResult::skip("this kernel has no sched_ext (/sys/kernel/sched_ext is "
-                                   "missing): scheduler " +
-                                   quoted(name) + " cannot run"),
-                name};
+void run_sched_ext(GuardedRun& run, const Scheduler& s, double timeout_s, const BodyMain& main,
+                   KernelLog& log) {
+    std::string name = scheduler_label(s);
+    run.scheduler = name;
+    if (!kernel_has_sched_ext()) {
+        run.skipped = "this kernel has no sched_ext (/sys/kernel/sched_ext is missing): "
+                      "scheduler " + quoted(name) + " cannot run";
+        return;
+    }
     auto start = RunningScheduler::start(s, log);
     if (auto* failed = std::get_if<AttachFailure>(&start)) {
         if (!failed->error.verifier_log.empty())
             std::cerr << "--- verifier log of scheduler " << name << " (whole)\n"
                       << failed->error.verifier_log << "--- end of verifier log\n"
                       << std::flush;
-        return {AssertResult::fail(describe_attach_failure(s, *failed)), name};
+        return append(run.problems, describe_attach_failure(s, *failed));
     }
     auto& running = std::get<RunningScheduler>(start);
-    if (running.poll() || !running.attached())
-        return {AssertResult::fail(running.report_loss(log, std::nullopt)), running.ops()};
+    run.scheduler = running.ops();
+    if (running.poll() || !running.attached()) {
+        run.scheduler_lost = true;
+        return append(run.problems, running.report_loss(log, std::nullopt));
+    }
 
-    BodyProcess body(t);
-    auto watched = run_watched(t, {body, log, &running, false});
-    if (!watched.scheduler_lost) append(watched.result, running.stop(log));
-    return {watched.result, running.ops()};
+    BodyProcess body(main);
+    run_watched(run, timeout_s, {body, log, &running, false});
+    if (!run.scheduler_lost) append(run.problems, running.stop(log));
 }
 
-GuestOutcome run_test(const TestCase& t) {
+}  // namespace
+
+GuardedRun run_guarded(const Scheduler* s, double timeout_s, const BodyMain& main) {
     KernelLog log;
     auto taint = read_taint();
-    const Scheduler* s = t.attrs.scheduler ? t.attrs.scheduler->scheduler() : nullptr;
-    GuestOutcome outcome{AssertResult::pass(), "eevdf"};
+    GuardedRun run;
     if (!s || s->is_eevdf()) {
-        BodyProcess body(t);
-        outcome.result = run_watched(t, {body, log, nullptr, false}).result;
+        BodyProcess body(main);
+        run_watched(run, timeout_s, {body, log, nullptr, false});
     } else if (s->spec.kind == SchedulerSpec::Kind::KernelBuiltin) {
-        outcome = run_builtin(t, *s, log);
+        run_builtin(run, *s, timeout_s, main, log);
     } else {
-        outcome = run_sched_ext(t, *s, log);
+        run_sched_ext(run, *s, timeout_s, main, log);
     }
+    if (run.skipped) return run;
 
     log.read_new();
     for (const auto& p : kernel_problems(log.records()))
-        outcome.result.expect(false, "the kernel reported a problem during the test:\n  " + p);
+        run.problems.push_back("the kernel reported a problem during the test:\n  " + p);
     if (auto now = read_taint(); now & ~taint)
-        outcome.result.expect(
-            false, "the kernel became tainted during the test: " + describe_new_taint(taint, now));
-    return outcome;
+        run.problems.push_back("the kernel became tainted during the test: " +
+                               describe_new_taint(taint, now));
+    return run;
+}
+
+namespace {
+
+struct GuestOutcome {
+    AssertResult result;
+    std::string scheduler;  // "eevdf", or the ops name the kernel showed
+};
+
+GuestOutcome run_test(const TestCase& t) {
+    const Scheduler* s = t.attrs.scheduler ? t.attrs.scheduler->scheduler() : nullptr;
+    auto run = run_guarded(s, t.attrs.timeout_s,
+                           [&t](int result_fd) { run_body_child(t, result_fd); });
+    if (run.skipped) return {AssertResult::skip(*run.skipped), run.scheduler};
+    auto result = run.body.value_or(AssertResult::pass());
+    for (const auto& p : run.problems) result.expect(false, p);
+    return {result, run.scheduler};
 }
 
 }  // namespace

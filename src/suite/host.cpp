@@ -28,11 +28,8 @@ using Clock = std::chrono::steady_clock;
 namespace ktstr::suite {
 namespace {
 
-std::string shell_quote(const std::string& s) {
-    std::string q = "'";
-    for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-    return q + "'";
-}
+// From a body's timeout to the guest's report of it: the kill, the kernel checks, the result.
+constexpr double kBodyTimeoutReportAllowance = 15;
 
 fs::path suite_binary() { return fs::read_symlink("/proc/self/exe"); }
 
@@ -135,6 +132,12 @@ private:
 
 }  // namespace
 
+std::string shell_quote(const std::string& s) {
+    std::string q = "'";
+    for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return q + "'";
+}
+
 std::vector<IncludeSpec> include_specs(const TestCase& t) {
     std::vector<IncludeSpec> specs = {{suite_binary().string(), "the suite binary"}};
     auto add_payload = [&](const Payload* p, const std::string& role) {
@@ -158,13 +161,16 @@ std::vector<IncludeSpec> include_specs(const TestCase& t) {
 }
 
 double job_timeout_s(const TestCase& t) {
+    // The guest kills a body past its timeout and reports it with the kernel's checks; the
+    // guest's own deadline is a backstop behind that, so it never cuts the report short.
+    double body = t.attrs.timeout_s + kBodyTimeoutReportAllowance;
     const Scheduler* s = t.attrs.scheduler ? t.attrs.scheduler->scheduler() : nullptr;
-    if (!s || s->is_eevdf()) return t.attrs.timeout_s;
+    if (!s || s->is_eevdf()) return body;
     // The kernel's watchdog may take 1.5 times its timeout to eject a stalled scheduler, and
     // the guest then waits for the kernel's reason and the scheduler's exit dump.
     auto seconds = [](auto d) { return std::chrono::duration<double>(d).count(); };
-    return t.attrs.timeout_s + seconds(kSchedulerAttachTimeout) +
-           1.5 * seconds(kSchedExtWatchdogMax) + seconds(kSchedulerEndAllowance);
+    return body + seconds(kSchedulerAttachTimeout) + 1.5 * seconds(kSchedExtWatchdogMax) +
+           seconds(kSchedulerEndAllowance);
 }
 
 std::vector<std::string> kernel_words(const TestCase& t) {

@@ -38,6 +38,9 @@ struct TestOutcome {
     VmResult vm;
 };
 
+// `s` as one word for `sh -c`.
+std::string shell_quote(const std::string& s);
+
 // Every include file a test needs: the suite binary, its scheduler's binary
 // and config, its payloads' and workloads' include_files, extra_include_files.
 std::vector<IncludeSpec> include_specs(const TestCase& t);

@@ -143,6 +143,8 @@ int run_host(const HostOptions& o, const char* argv0) {
                    scheduler_shown(r), r.seconds);
         if (r.status == Status::Fail || r.status == Status::Error)
             fmt::print(stderr, "{}", failure_report(r));
+        if (r.status == Status::Skip && !r.messages.empty())
+            fmt::print(stderr, "  skipped: {}\n", r.messages.front());
     };
     std::vector<TestOutcome> results;
     std::atomic<bool> finished{false};

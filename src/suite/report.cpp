@@ -1,5 +1,5 @@
 // What a suite run prints and writes: status names, failure reports, JUnit XML.
-#include <fmt/core.h>
+#include <fmt/format.h>
 
 #include "host.hpp"
 
@@ -53,6 +53,10 @@ std::string failure_report(const TestOutcome& o) {
     std::string s = fmt::format("--- {} {} ({}:{})\n  topology {}, scheduler {}\n",
                                 status_name(o.status), o.test->name, o.test->file, o.test->line,
                                 a.topology, scheduler_shown(o));
+    if (auto declared = a.scheduler ? a.scheduler->scheduler() : nullptr)
+        s += fmt::format("  scheduler declared: {}\n", *declared);
+    if (a.payload) s += fmt::format("  payload: {}\n", *a.payload);
+    for (auto w : a.workloads) s += fmt::format("  workload: {}\n", *w);
     for (const auto& m : o.messages) s += "  " + m + "\n";
     if (!o.stdout_tail.empty()) s += "--- guest stdout (tail)\n" + o.stdout_tail + "\n";
     if (!o.stderr_tail.empty()) s += "--- guest stderr (tail)\n" + o.stderr_tail + "\n";

@@ -7,6 +7,8 @@
 #include <fstream>
 #include <thread>
 
+#include <fmt/format.h>
+
 #include "ktstr/error.hpp"
 #include "suite.hpp"
 
@@ -20,7 +22,7 @@ namespace {
 constexpr const char* kSchedExt = "/sys/kernel/sched_ext";
 constexpr auto kDisableWait = 10s;    // the kernel's disable work, slow under TCG
 constexpr auto kReasonGrace = 500ms;  // after `disabled`, for the deferred reason to be printed
-constexpr auto kStopGrace = 5s;       // SIGINT to SIGKILL
+constexpr auto kStopGrace = 5s;       // SIGTERM to SIGKILL
 constexpr auto kOwnExitGrace = 2s;    // an ejected scheduler prints its dump and exits
 constexpr size_t kOutputInMessage = 256 << 10;
 
@@ -383,6 +385,11 @@ bool ops_names(std::string_view ops, std::string_view name) {
     return !name.empty() && ops.starts_with(name);
 }
 
+std::string scheduler_label(const Scheduler& s) {
+    if (!s.name.empty()) return std::string(s.name);
+    return fs::path(s.spec.binary).filename().string();
+}
+
 std::string KernelVerdict::reason() const {
     if (!ejection) return {};
     return ejection->reason + (ejection->message.empty() ? "" : ": " + ejection->message);
@@ -445,7 +452,7 @@ RunningScheduler::RunningScheduler(const Scheduler& s, PayloadHandle handle, std
     : scheduler_(&s), handle_(std::move(handle)), ops_(std::move(ops)) {}
 
 StartResult RunningScheduler::start(const Scheduler& s, KernelLog& log) {
-    std::string name(s.name);
+    std::string name = scheduler_label(s);
     if (auto state = read_sched_ext("state"); state != "disabled") {
         auto holder = attached_ops();
         return AttachFailure{{AttachErrorKind::Busy,
@@ -466,7 +473,8 @@ StartResult RunningScheduler::start(const Scheduler& s, KernelLog& log) {
         bool moved = read_sched_ext("enable_seq") != seq;
         if (moved && state == "enabled") {
             auto ops = attached_ops();
-            if (ops_names(ops, name)) return RunningScheduler(s, std::move(handle), ops);
+            if (s.name.empty() ? !ops.empty() : ops_names(ops, s.name))
+                return RunningScheduler(s, std::move(handle), ops);
             if (!ops.empty())
                 return failed_start(handle, {AttachErrorKind::WrongName,
                                              "the kernel attached ops " + quoted(ops) +
@@ -501,7 +509,7 @@ PayloadReport RunningScheduler::end_process(std::chrono::milliseconds own_exit_g
     auto exit = handle_->wait_for(own_exit_grace);
     if (!exit) {
         // The leader is not reaped yet, so its group id is still its own.
-        ::killpg(handle_->pgid(), SIGINT);
+        ::killpg(handle_->pgid(), SIGTERM);
         exit = handle_->wait_for(kStopGrace);
     }
     if (!exit) handle_->kill();
@@ -530,6 +538,9 @@ std::vector<std::string> RunningScheduler::output_messages(const PayloadReport& 
 std::vector<std::string> RunningScheduler::report_loss(KernelLog& log,
                                                        std::optional<double> body_s) {
     auto verdict = await_kernel_verdict(log);
+    // Ejected before it was seen `enabled`, it has no ops name yet: the kernel's is the one.
+    if (verdict.ejection && verdict.ejection->scheduler != "?")
+        ops_ = verdict.ejection->scheduler;
     // Polled after the wait: a loader's exit and the kernel's unregistering of it race.
     auto exit = poll();
     auto report = end_process(kOwnExitGrace);
@@ -554,17 +565,18 @@ std::vector<std::string> RunningScheduler::report_loss(KernelLog& log,
 }
 
 std::vector<std::string> RunningScheduler::stop(KernelLog& log) {
-    ::killpg(handle_->pgid(), SIGINT);
-    auto exit = handle_->wait_for(kStopGrace);
-    if (!exit) {
-        std::fprintf(stderr, "ktstr: scheduler '%s' did not stop within %lld s of SIGINT; killed\n",
-                     ops_.c_str(), static_cast<long long>(kStopGrace.count()));
+    std::vector<std::string> messages;
+    ::killpg(handle_->pgid(), SIGTERM);
+    if (!handle_->wait_for(kStopGrace)) {
         handle_->kill();
+        messages.push_back(fmt::format(
+            "scheduler '{}' ignored SIGTERM at stop: still running {} s later, so it was killed "
+            "with SIGKILL",
+            ops_, kStopGrace.count()));
     }
     auto report = handle_->wait_and_capture();
 
     auto verdict = await_kernel_verdict(log);
-    std::vector<std::string> messages;
     if (auto state = read_sched_ext("state"); state != "disabled")
         messages.push_back("scheduler " + quoted(ops_) + " stopped, but sched_ext is still " +
                            quoted(state));
@@ -579,7 +591,8 @@ std::vector<std::string> RunningScheduler::stop(KernelLog& log) {
 }
 
 std::vector<std::string> describe_attach_failure(const Scheduler& s, const AttachFailure& f) {
-    std::vector<std::string> messages = {"cannot attach scheduler " + quoted(s.name) + ": " +
+    auto name = scheduler_label(s);
+    std::vector<std::string> messages = {"cannot attach scheduler " + quoted(name) + ": " +
                                          attach_error_kind_name(f.error.kind) + ": " +
                                          f.error.reason};
     if (!f.error.verifier_log.empty())
@@ -591,12 +604,12 @@ std::vector<std::string> describe_attach_failure(const Scheduler& s, const Attac
     std::string err = tail_bytes(r.err.bytes, kOutputInMessage);
     bool killed_by_us =
         f.error.kind == AttachErrorKind::NotAttached || f.error.kind == AttachErrorKind::WrongName;
-    messages.push_back("scheduler " + quoted(s.name) + " " +
+    messages.push_back("scheduler " + quoted(name) + " " +
                        (killed_by_us ? "was killed by ktstr, " : "") + r.describe() +
                        "; its stderr" + (r.err.truncated ? " (cut at ktstr's capture limit)" : "") +
                        (err.empty() ? ": (empty)" : ":\n" + err));
     if (!r.out.bytes.empty())
-        messages.push_back("scheduler " + quoted(s.name) + " stdout (end):\n" +
+        messages.push_back("scheduler " + quoted(name) + " stdout (end):\n" +
                            tail_bytes(r.out.bytes, 2000));
     return messages;
 }

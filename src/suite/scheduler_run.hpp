@@ -122,6 +122,8 @@ std::string read_sched_ext(const char* file);
 std::string attached_ops();
 // Whether the ops name the kernel shows is the Scheduler's: the kernel may append a suffix.
 bool ops_names(std::string_view ops, std::string_view name);
+// What messages call a scheduler: its name, or (unnamed: any ops name is accepted) its binary.
+std::string scheduler_label(const Scheduler& s);
 
 // --- A running scheduler ------------------------------------------------------------------
 
@@ -137,7 +139,8 @@ using StartResult = std::variant<RunningScheduler, AttachFailure>;
 class RunningScheduler {
   public:
     // Starts `s` in its own process group and waits until the kernel has attached it: state
-    // `enabled`, root/ops naming it, enable_seq moved. `log` must be open from before.
+    // `enabled`, root/ops naming it (any name, when `s` has none), enable_seq moved. `log`
+    // must be open from before.
     static StartResult start(const Scheduler& s, KernelLog& log);
 
     const std::string& ops() const { return ops_; }
@@ -151,8 +154,8 @@ class RunningScheduler {
     // body): waits for the kernel to finish (and print why), stops what is left of it and
     // says what happened.
     std::vector<std::string> report_loss(KernelLog& log, std::optional<double> body_s);
-    // The normal end: SIGINT, then SIGKILL after a grace; waits for `disabled`. Empty when it
-    // went cleanly, else what went wrong.
+    // The normal end: SIGTERM, then SIGKILL after a grace (a failure: it ignored the stop);
+    // waits for `disabled`. Empty when it went cleanly, else what went wrong.
     std::vector<std::string> stop(KernelLog& log);
 
   private:

@@ -196,3 +196,25 @@ TEST_CASE("JUnit XML parses and carries each verdict", "[suite]") {
     CHECK(::pclose(p) == 0);
     CHECK(std::string(buf, n) == "ok\n");
 }
+
+TEST_CASE("a failure report shows the declared scheduler and payloads as {fmt} prints them",
+          "[suite]") {
+    ktstr::suite::TestOutcome o;
+    o.test = &find_test("unit_registered_beta");
+    o.status = ktstr::suite::Status::Fail;
+    o.messages = {"it broke"};
+    auto report = ktstr::suite::failure_report(o);
+    CHECK_THAT(report, ContainsSubstring("  topology 1n1l2c1t, scheduler builtin\n"));
+    CHECK_THAT(report, ContainsSubstring(
+                           "  scheduler declared: builtin (kernel_builtin (enable: 'echo on', "
+                           "disable: 'echo off'), sysctls: kernel.sched_foo=1, kernel args: "
+                           "nosmt)\n"));
+    CHECK_THAT(report, ContainsSubstring("  workload: sh (binary 'sh', args: -c, include files: sh)\n"));
+    CHECK_THAT(report, ContainsSubstring("  workload: by-hand (binary 'true', include files: true sh)\n"));
+    CHECK_THAT(report, ContainsSubstring("  it broke\n"));
+
+    o.test = &find_test("unit_registered_alpha");
+    report = ktstr::suite::failure_report(o);
+    CHECK_THAT(report, ContainsSubstring("  payload: sh (binary 'sh', args: -c, include files: sh)\n"));
+    CHECK_THAT(report, !ContainsSubstring("scheduler declared"));
+}

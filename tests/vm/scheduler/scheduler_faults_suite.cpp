@@ -22,26 +22,18 @@ namespace suite = ktstr::suite;
 
 namespace {
 
-inline constexpr ktstr::Scheduler fixture{
-    .name = "ktstr_fixture",
-    .spec = SchedulerSpec::discover("scx_fixture"),
-    .args = {"--timeout-ms", "5000"},
-};
-inline constexpr ktstr::Scheduler stalling{
-    .name = "ktstr_fixture",
-    .spec = SchedulerSpec::discover("scx_fixture"),
-    .args = {"--fault", "stall", "--timeout-ms", "2000"},
-};
-inline constexpr ktstr::Scheduler exiting{
-    .name = "ktstr_fixture",
-    .spec = SchedulerSpec::discover("scx_fixture"),
-    .args = {"--fault", "exit-after=3"},
-};
-inline constexpr ktstr::Scheduler erring{
-    .name = "ktstr_fixture",
-    .spec = SchedulerSpec::discover("scx_fixture"),
-    .args = {"--fault", "error-after-attach"},
-};
+// The fixture scheduler, found by Discover at the top of the build tree, with `args`.
+constexpr ktstr::Scheduler fixture_with(ktstr::Words args) {
+    return {.name = "ktstr_fixture", .spec = SchedulerSpec::discover("scx_fixture"), .args = args};
+}
+
+inline constexpr auto fixture = fixture_with({"--timeout-ms", "5000"});
+inline constexpr auto stalling = fixture_with({"--fault", "stall", "--timeout-ms", "2000"});
+inline constexpr auto exiting = fixture_with({"--fault", "exit-after=3"});
+inline constexpr auto stubborn = fixture_with({"--fault", "ignore-stop"});
+// Holds a CPU for 4 s once a task named stallme runs; the sched_ext watchdog stays at 30 s.
+inline constexpr auto locking_up = fixture_with({"--fault", "lockup=4000", "--timeout-ms", "30000"});
+inline constexpr auto erring = fixture_with({"--fault", "error-after-attach"});
 
 // Enable runs before the body, disable after it: disable fails unless the body has written
 // its mark, and prints the order for the host to check (it must have run at all).
@@ -72,6 +64,8 @@ inline constexpr ktstr::Scheduler sleeper{
 inline constexpr auto fixture_payload = ktstr::Payload::for_scheduler(fixture);
 inline constexpr auto stalling_payload = ktstr::Payload::for_scheduler(stalling);
 inline constexpr auto exiting_payload = ktstr::Payload::for_scheduler(exiting);
+inline constexpr auto stubborn_payload = ktstr::Payload::for_scheduler(stubborn);
+inline constexpr auto locking_up_payload = ktstr::Payload::for_scheduler(locking_up);
 inline constexpr auto erring_payload = ktstr::Payload::for_scheduler(erring);
 inline constexpr auto ordered_payload = ktstr::Payload::for_scheduler(ordered);
 inline constexpr auto broken_payload = ktstr::Payload::for_scheduler(broken);
@@ -188,6 +182,24 @@ KTSTR_TEST(builtin_enable_failure, .scheduler = &broken_payload, .timeout_s = 60
 // taint bits: this is the one change a test can make on purpose.)
 KTSTR_TEST(taint_fails_the_test, .scheduler = &fixture_payload, .timeout_s = 60) {
     std::ofstream("/proc/sys/kernel/tainted") << "64" << std::flush;
+    return AssertResult::pass();
+}
+
+// The body passes; the scheduler ignores SIGTERM when the harness stops it, so it is killed
+// with SIGKILL, and that fails the test.
+KTSTR_TEST(stop_ignored_is_killed, .scheduler = &stubborn_payload, .timeout_s = 60) {
+    return AssertResult::pass();
+}
+
+// A real kernel problem: the scheduler holds a CPU with interrupts off for 4 s, past the
+// soft-lockup threshold (2 s with watchdog_thresh at 1), so the kernel prints "BUG: soft
+// lockup" and taints itself L. The body itself passes; the kernel's report must fail it.
+KTSTR_TEST(lockup_is_a_kernel_problem, .scheduler = &locking_up_payload, .timeout_s = 60) {
+    std::ofstream("/proc/sys/kernel/watchdog_thresh") << "1" << std::flush;
+    PayloadRun("sh")
+        .args({"-c", "printf stallme > /proc/self/comm; while :; do :; done"})
+        .timeout(10s)
+        .run();
     return AssertResult::pass();
 }
 
