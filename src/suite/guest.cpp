@@ -291,15 +291,15 @@ void run_sched_ext(GuardedRun& run, const Scheduler& s, double timeout_s, const 
         return append(run.problems, describe_attach_failure(s, *failed));
     }
     auto& running = std::get<RunningScheduler>(start);
-    run.scheduler = running.ops();
     if (running.poll() || !running.attached()) {
         run.scheduler_lost = true;
-        return append(run.problems, running.report_loss(log, std::nullopt));
+        append(run.problems, running.report_loss(log, std::nullopt));
+    } else {
+        BodyProcess body(main);
+        run_watched(run, timeout_s, {body, log, &running, false});
+        if (!run.scheduler_lost) append(run.problems, running.stop(log));
     }
-
-    BodyProcess body(main);
-    run_watched(run, timeout_s, {body, log, &running, false});
-    if (!run.scheduler_lost) append(run.problems, running.stop(log));
+    run.scheduler = running.ops();  // after a loss: the name the kernel gave in its report
 }
 
 }  // namespace

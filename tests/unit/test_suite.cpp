@@ -209,12 +209,15 @@ TEST_CASE("a failure report shows the declared scheduler and payloads as {fmt} p
                            "  scheduler declared: builtin (kernel_builtin (enable: 'echo on', "
                            "disable: 'echo off'), sysctls: kernel.sched_foo=1, kernel args: "
                            "nosmt)\n"));
-    CHECK_THAT(report, ContainsSubstring("  workload: sh (binary 'sh', args: -c, include files: sh)\n"));
-    CHECK_THAT(report, ContainsSubstring("  workload: by-hand (binary 'true', include files: true sh)\n"));
+    CHECK_THAT(report,
+               ContainsSubstring("  workload: sh (binary 'sh', args: -c, include files: sh)\n"));
+    CHECK_THAT(report, ContainsSubstring(
+                           "  workload: by-hand (binary 'true', include files: true sh)\n"));
     CHECK_THAT(report, ContainsSubstring("  it broke\n"));
 
     o.test = &find_test("unit_registered_alpha");
     report = ktstr::suite::failure_report(o);
-    CHECK_THAT(report, ContainsSubstring("  payload: sh (binary 'sh', args: -c, include files: sh)\n"));
+    CHECK_THAT(report,
+               ContainsSubstring("  payload: sh (binary 'sh', args: -c, include files: sh)\n"));
     CHECK_THAT(report, !ContainsSubstring("scheduler declared"));
 }
