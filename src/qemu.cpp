@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <string_view>
 
 #include "ktstr/error.hpp"
 #include "ktstr/fd.hpp"
@@ -64,7 +65,10 @@ std::vector<std::string> qemu_argv(const QemuConfig& c) {
     } else {
         // One TCG thread: multi-threaded TCG with several vCPUs sometimes
         // oopses in early boot (a text-patching race between vCPU threads).
-        a.insert(a.end(), {"-accel", "tcg,thread=single", "-cpu", "max"});
+        // KTSTR_TCG_THREAD=multi brings it back, for bench/reliability.sh.
+        const char* thread = std::getenv("KTSTR_TCG_THREAD");
+        bool multi = thread && std::string_view(thread) == "multi";
+        a.insert(a.end(), {"-accel", multi ? "tcg,thread=multi" : "tcg,thread=single", "-cpu", "max"});
     }
     // Each LLC is a QEMU socket (x86 CPUs share their L3 per socket); NUMA
     // nodes take whole sockets.

@@ -135,7 +135,7 @@ TEST_CASE("each codec's output unpacks with its own tool to the same bytes", "[c
     }
 }
 
-TEST_CASE("--compress takes the kernel's codecs and names the flag otherwise", "[compress]") {
+TEST_CASE("the compress flag takes the kernel's codecs and names the flag otherwise", "[compress]") {
     CHECK(ktstr::parse_compression("zstd", "--compress") == ktstr::Compression::Zstd);
     CHECK(ktstr::parse_compression("none", "--compress") == ktstr::Compression::None);
     CHECK_THROWS_WITH(ktstr::parse_compression("xz", "--compress"),
