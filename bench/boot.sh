@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Boot-to-payload against bare QEMU with the same accelerator settings, memory and kernel
-# command line ktstr chose (read from its -v log), so each ratio is the harness's own cost:
+# command line ktstr chose (read from its debug log), so each ratio is the harness's own cost:
 #   ktstr shell --exec true                 vs  a busybox /init that runs `true`
 #   ktstr shell -i fio --exec 'fio --version'  vs  the same fio closure, uncompressed, with
 #                                               a busybox /init running `fio --version`
 #   and, when virtme-ng is installed, `vng` on the same kernel with the same commands.
-# Each run's phases (from ktstr -v) show where ktstr's time goes.
+# Each run's phases (from ktstr's debug log) show where ktstr's time goes.
 # Usage: bench/boot.sh [RUNS]   (KTSTR: the ktstr binary, default build/ktstr)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -20,7 +20,7 @@ bare_initramfs "$work/fio" "$work/fio.cpio" '/include-files/fio --version'
 # ktstr_run TIMES PHASES ARGS...: one timed ktstr run; its phases line goes to PHASES.
 ktstr_run() {
   local times=$1 phases=$2; shift 2
-  timed "$times" env KTSTR_ACCEL="${KTSTR_ACCEL:-tcg}" "$ktstr" shell -v "$@" >/dev/null 2>"$work/ktstr.err" \
+  timed "$times" "$ktstr" shell "$@" >/dev/null 2>"$work/ktstr.err" \
     || { cat "$work/ktstr.err" >&2; echo "ktstr failed" >&2; exit 1; }
   grep -oE 'phases: .*' "$work/ktstr.err" >>"$phases" || true
 }

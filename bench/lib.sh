@@ -17,18 +17,23 @@ timed() {
 }
 times_of() { tr '\n' ' ' <"$1"; }
 
-# The settings ktstr chose, read from its own -v log ("running qemu-system-x86_64 ..."):
-# sets qemu_accel, qemu_cpu, qemu_smp, qemu_mem and qemu_append.
+# Debug lines (the QEMU command line, the phases) at default settings: -v would also
+# switch on the full kernel log, which costs boot time under TCG.
+export KTSTR_LOG=debug KTSTR_ACCEL=${KTSTR_ACCEL:-tcg}
+
+# The settings ktstr chose, read from its own log ("running qemu-system-x86_64 ..."):
+# sets qemu_accel, qemu_machine, qemu_cpu, qemu_smp, qemu_mem and qemu_append.
 read_ktstr_settings() {
   local line
-  line=$(KTSTR_ACCEL=${KTSTR_ACCEL:-tcg} "$ktstr" shell -v "$@" 2>&1 >/dev/null | grep -m1 'running qemu-system') \
-    || { echo "ktstr -v printed no QEMU command line" >&2; exit 2; }
+  "$ktstr" shell "$@" >/dev/null 2>"$work/settings.log" || true
+  line=$(grep -m1 'running qemu-system' "$work/settings.log") \
+    || { cat "$work/settings.log" >&2; echo "ktstr printed no QEMU command line" >&2; exit 2; }
   qemu_accel=$(sed -nE 's/.* -accel ([^ ]+) .*/\1/p' <<<"$line")
   qemu_cpu=$(sed -nE 's/.* -cpu ([^ ]+) .*/\1/p' <<<"$line")
   qemu_smp=$(sed -nE 's/.* -smp ([^ ]+) .*/\1/p' <<<"$line")
   qemu_mem=$(sed -nE 's/.* -m ([^ ]+) .*/\1/p' <<<"$line")
   qemu_machine=$(sed -nE 's/.* -machine ([^ ]+) .*/\1/p' <<<"$line")
-  qemu_append=$(sed -nE 's/.* -append (.*) -chardev .*/\1/p' <<<"$line")
+  qemu_append=$(sed -nE 's/.* -append (.*) -chardev file,id=con.*/\1/p' <<<"$line")
 }
 
 # bare_initramfs DIR OUT CMD: DIR's tree with a busybox /init that runs CMD and powers off.

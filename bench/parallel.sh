@@ -7,12 +7,12 @@ source "$(dirname "$0")/lib.sh"
 suite=${SUITE:-$here/build/bench/parallel_suite}
 runs=${1:-1}
 
-KTSTR_ACCEL=${KTSTR_ACCEL:-tcg} "$suite" --exact one_vcpu_0 2>/dev/null  # warms the cache
+"$suite" --exact one_vcpu_0 2>/dev/null  # warms the cache
 : >"$work/j1.t"; : >"$work/j2.t"
 for _ in $(seq "$runs"); do
-  timed "$work/j1.t" env KTSTR_ACCEL="${KTSTR_ACCEL:-tcg}" "$suite" -j 1 2>"$work/j1.err" \
+  timed "$work/j1.t" "$suite" -j 1 2>"$work/j1.err" \
     || { cat "$work/j1.err" >&2; exit 1; }
-  timed "$work/j2.t" env KTSTR_ACCEL="${KTSTR_ACCEL:-tcg}" "$suite" -j 2 2>"$work/j2.err" \
+  timed "$work/j2.t" "$suite" -j 2 2>"$work/j2.err" \
     || { cat "$work/j2.err" >&2; exit 1; }
 done
 j1=$(median <"$work/j1.t"); j2=$(median <"$work/j2.t")

@@ -11,7 +11,7 @@ series() {  # series NAME THREAD
   local name=$1 thread=$2 fails=0 retries=0
   : >"$work/$name.t"
   for i in $(seq "$n"); do
-    if ! timed "$work/$name.t" env KTSTR_ACCEL=tcg KTSTR_TCG_THREAD="$thread" \
+    if ! timed "$work/$name.t" env KTSTR_TCG_THREAD="$thread" \
          "$ktstr" shell --exec true >/dev/null 2>"$work/err"; then
       fails=$((fails + 1))
       echo "  $name run $i failed: $(grep -m1 -E 'error|panic' "$work/err")"

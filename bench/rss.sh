@@ -24,7 +24,6 @@ peak() {
     "$(echo "$ours / 1024" | bc -l)" "$(echo "$qemu / 1024" | bc -l)"
 }
 
-export KTSTR_ACCEL=${KTSTR_ACCEL:-tcg}
 peak "ktstr shell -i fio (first pack, no cache)" "$ktstr" shell --no-cache -i fio --exec 'fio --version'
 peak "ktstr shell -i fio (cached)" "$ktstr" shell -i fio --exec 'fio --version'
 peak "ktstr shell -i fio --compress zstd" "$ktstr" shell --no-cache --compress zstd -i fio --exec 'fio --version'

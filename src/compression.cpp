@@ -45,10 +45,11 @@ void lz4_legacy(int in, int out, const std::string& what) {
     const int bound = LZ4_compressBound(static_cast<int>(kLz4Block));
     for (size_t n; (n = read_full(in, block.data(), block.size(), what)) > 0;) {
         packed.assign(4 + static_cast<size_t>(bound), 0);
-        int size = LZ4_compress_default(block.data(), packed.data() + 4, static_cast<int>(n),
-                                        bound);
+        int size =
+            LZ4_compress_default(block.data(), packed.data() + 4, static_cast<int>(n), bound);
         if (size <= 0) throw Error("cannot compress " + what + " with lz4");
-        for (int i = 0; i < 4; ++i) packed[i] = static_cast<char>((uint32_t(size) >> (8 * i)) & 0xff);
+        for (int i = 0; i < 4; ++i)
+            packed[i] = static_cast<char>((uint32_t(size) >> (8 * i)) & 0xff);
         write_all(out, packed.data(), 4 + static_cast<size_t>(size), what);
     }
 }
@@ -86,8 +87,8 @@ void zstd(int in, int out, const std::string& what) {
         ZSTD_inBuffer src{input.data(), n, 0};
         for (bool done = false; !done;) {
             ZSTD_outBuffer dst{output.data(), output.size(), 0};
-            size_t left = ZSTD_compressStream2(ctx.get(), &dst, &src,
-                                               last ? ZSTD_e_end : ZSTD_e_continue);
+            size_t left =
+                ZSTD_compressStream2(ctx.get(), &dst, &src, last ? ZSTD_e_end : ZSTD_e_continue);
             if (ZSTD_isError(left))
                 throw Error("cannot zstd " + what + ": " + ZSTD_getErrorName(left));
             write_all(out, output.data(), dst.pos, what);
@@ -106,25 +107,35 @@ Compression parse_compression(const std::string& word, const std::string& flag) 
 
 const char* compression_name(Compression c) {
     switch (c) {
-        case Compression::None: return "none";
-        case Compression::Gzip: return "gzip";
-        case Compression::Lz4: return "lz4";
-        case Compression::Zstd: return "zstd";
+        case Compression::None:
+            return "none";
+        case Compression::Gzip:
+            return "gzip";
+        case Compression::Lz4:
+            return "lz4";
+        case Compression::Zstd:
+            return "zstd";
     }
     return "?";
 }
 
 const char* compression_suffix(Compression c) {
     switch (c) {
-        case Compression::None: return "";
-        case Compression::Gzip: return ".gz";
-        case Compression::Lz4: return ".lz4";
-        case Compression::Zstd: return ".zst";
+        case Compression::None:
+            return "";
+        case Compression::Gzip:
+            return ".gz";
+        case Compression::Lz4:
+            return ".lz4";
+        case Compression::Zstd:
+            return ".zst";
     }
     return "";
 }
 
-Compression default_compression(Accel) { return Compression::None; }
+Compression default_compression(Accel) {
+    return Compression::None;
+}
 
 void compress_stream(int in_fd, int out_fd, Compression c, const std::string& what) {
     switch (c) {
@@ -134,9 +145,12 @@ void compress_stream(int in_fd, int out_fd, Compression c, const std::string& wh
                 write_all(out_fd, buf.data(), n, what);
             return;
         }
-        case Compression::Gzip: return gzip(in_fd, out_fd, what);
-        case Compression::Lz4: return lz4_legacy(in_fd, out_fd, what);
-        case Compression::Zstd: return zstd(in_fd, out_fd, what);
+        case Compression::Gzip:
+            return gzip(in_fd, out_fd, what);
+        case Compression::Lz4:
+            return lz4_legacy(in_fd, out_fd, what);
+        case Compression::Zstd:
+            return zstd(in_fd, out_fd, what);
     }
 }
 

@@ -125,7 +125,8 @@ CachedInitramfs cached_initramfs(const ArchiveEntries& entries, const fs::path& 
     if (!c.hit) {
         std::error_code ec;
         fs::create_directories(dir, ec);
-        if (ec) throw Error("cannot create cache dir " + quoted(dir.string()) + ": " + ec.message());
+        if (ec)
+            throw Error("cannot create cache dir " + quoted(dir.string()) + ": " + ec.message());
         write_initramfs(entries, c.path);
     }
     c.unpacked_bytes = fs::file_size(c.path);

@@ -68,7 +68,8 @@ std::vector<std::string> qemu_argv(const QemuConfig& c) {
         // KTSTR_TCG_THREAD=multi brings it back, for bench/reliability.sh.
         const char* thread = std::getenv("KTSTR_TCG_THREAD");
         bool multi = thread && std::string_view(thread) == "multi";
-        a.insert(a.end(), {"-accel", multi ? "tcg,thread=multi" : "tcg,thread=single", "-cpu", "max"});
+        a.insert(a.end(),
+                 {"-accel", multi ? "tcg,thread=multi" : "tcg,thread=single", "-cpu", "max"});
     }
     // Each LLC is a QEMU socket (x86 CPUs share their L3 per socket); NUMA
     // nodes take whole sockets.

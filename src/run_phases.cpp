@@ -36,8 +36,8 @@ std::optional<RunPhases> run_phases(double pack_ms, const VmResult& vm) {
     p.boot_to_init_ms = std::max(0.0, h.ms_init);
     p.init_to_payload_ms = std::max(0.0, v.ms_payload_start - h.ms_init);
     p.payload_ms = std::max(0.0, v.ms_payload_end - v.ms_payload_start);
-    double before_shutdown = p.qemu_start_ms + p.boot_to_init_ms + p.init_to_payload_ms +
-                             p.payload_ms;
+    double before_shutdown =
+        p.qemu_start_ms + p.boot_to_init_ms + p.init_to_payload_ms + p.payload_ms;
     p.shutdown_ms = std::max(0.0, vm_ms - before_shutdown);
     return p;
 }

@@ -245,7 +245,8 @@ std::vector<TestOutcome> run_tests(const std::vector<const TestCase*>& tests,
     for (auto t : tests) {
         int cost = 1;
         try {
-            if (!o.oversubscribe) cost = vm_thread_cost(accel.accel, Topology::parse(t->attrs.topology));
+            if (!o.oversubscribe)
+                cost = vm_thread_cost(accel.accel, Topology::parse(t->attrs.topology));
         } catch (const Error&) {
             // A bad topology fails in run_one, with the test's name.
         }

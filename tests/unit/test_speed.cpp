@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "../../src/suite/host.hpp"
+#include "command_output.hpp"
 #include "ktstr/compression.hpp"
 #include "ktstr/fd.hpp"
 #include "ktstr/initramfs.hpp"
@@ -32,16 +33,6 @@ ktstr::VmResult sample_run() {
     vm.verdict.ms_payload_start = 1800;
     vm.verdict.ms_payload_end = 2300;
     return vm;
-}
-
-std::string run_output(const std::string& cmd) {
-    FILE* p = ::popen(cmd.c_str(), "r");
-    REQUIRE(p);
-    std::string out;
-    char buf[4096];
-    for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
-    CHECK(::pclose(p) == 0);
-    return out;
 }
 
 ktstr::ArchiveEntries one_file(const fs::path& file) {
@@ -125,17 +116,19 @@ TEST_CASE("each codec's output unpacks with its own tool to the same bytes", "[c
         {ktstr::Compression::Lz4, "lz4 -dc"},
         {ktstr::Compression::Zstd, "zstd -dc"},
         {ktstr::Compression::None, "cat"}};
-    auto expected = run_output("sha256sum < " + plain.string());
+    auto expected = command_output("sha256sum < " + plain.string());
     for (auto [c, tool] : tools) {
         auto packed = dir.path() / (std::string("packed") + ktstr::compression_suffix(c));
         ktstr::compress_initramfs(plain, packed, c);
         INFO(ktstr::compression_name(c));
-        CHECK(run_output(std::string(tool) + " < " + packed.string() + " | sha256sum") == expected);
+        CHECK(command_output(std::string(tool) + " < " + packed.string() + " | sha256sum") ==
+              expected);
         if (c != ktstr::Compression::None) CHECK(fs::file_size(packed) < fs::file_size(plain));
     }
 }
 
-TEST_CASE("the compress flag takes the kernel's codecs and names the flag otherwise", "[compress]") {
+TEST_CASE("the compress flag takes the kernel's codecs and names the flag otherwise",
+          "[compress]") {
     CHECK(ktstr::parse_compression("zstd", "--compress") == ktstr::Compression::Zstd);
     CHECK(ktstr::parse_compression("none", "--compress") == ktstr::Compression::None);
     CHECK_THROWS_WITH(ktstr::parse_compression("xz", "--compress"),
@@ -143,8 +136,7 @@ TEST_CASE("the compress flag takes the kernel's codecs and names the flag otherw
     CHECK(ktstr::default_compression(ktstr::Accel::Tcg) == ktstr::Compression::None);
 }
 
-TEST_CASE("a compressed archive is cached beside the plain one and hit the next time",
-          "[cache]") {
+TEST_CASE("a compressed archive is cached beside the plain one and hit the next time", "[cache]") {
     ktstr::TempDir dir;
     auto file = dir.path() / "data";
     std::ofstream(file) << std::string(100000, 'x');
@@ -161,24 +153,27 @@ TEST_CASE("a compressed archive is cached beside the plain one and hit the next 
     CHECK(ktstr::cached_initramfs(one_file(file), cache).hit);  // the plain one too
 }
 
-TEST_CASE("concurrent runs sharing the cache each get a whole archive, and leave no temp "
-          "file", "[cache]") {
+TEST_CASE(
+    "concurrent runs sharing the cache each get a whole archive, and leave no temp "
+    "file",
+    "[cache]") {
     ktstr::TempDir dir;
     auto file = dir.path() / "data";
     std::ofstream(file) << std::string(4 << 20, 'y');
     auto cache = dir.path() / "cache";
     ktstr::TempDir ref_dir;
     ktstr::write_initramfs(one_file(file), ref_dir.path() / "ref.cpio");
-    auto expected = run_output("sha256sum < " + (ref_dir.path() / "ref.cpio").string());
+    auto expected = command_output("sha256sum < " + (ref_dir.path() / "ref.cpio").string());
 
     std::vector<fs::path> paths(6);
     std::vector<std::thread> runs;
     for (size_t i = 0; i < paths.size(); ++i)
-        runs.emplace_back([&, i] { paths[i] = ktstr::cached_initramfs(one_file(file), cache).path; });
+        runs.emplace_back(
+            [&, i] { paths[i] = ktstr::cached_initramfs(one_file(file), cache).path; });
     for (auto& t : runs) t.join();
     for (const auto& p : paths) {
         CHECK(p == paths[0]);
-        CHECK(run_output("sha256sum < " + p.string()) == expected);
+        CHECK(command_output("sha256sum < " + p.string()) == expected);
     }
     for (const auto& e : fs::directory_iterator(cache))
         CHECK(e.path().filename().string()[0] != '.');
