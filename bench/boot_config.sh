@@ -2,11 +2,12 @@
 # Boot-configuration study: bare QEMU with a busybox /init (`true`, then power off), ktstr's
 # own settings as the baseline, one thing changed per row: machine type, CPU model, or words
 # added to the kernel command line. Rows run round-robin so load drifts hit all alike. A
-# boot past 60 s counts as hung, a console with a panic as failed; neither is a candidate.
+# boot past HANG_S seconds (default 120) counts as hung, a console with a panic as failed; neither is a candidate.
 # Usage: bench/boot_config.sh [RUNS]   (KTSTR_ACCEL=kvm studies KVM where it works)
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 runs=${1:-3}
+hang_s=${HANG_S:-120}
 
 read_ktstr_settings --exec true
 bare_initramfs "$work/true" "$work/true.cpio" '/bin/busybox true'
@@ -34,7 +35,7 @@ one_boot() {  # one_boot INDEX: sets the row's settings, boots once, records tim
     append=*) qemu_append="$base_append ${change#append=}" ;;
   esac
   local t0 rc; t0=$(now)
-  timeout 60 bash -c "$(declare -f bare_boot); $(declare -p qemu_machine qemu_accel qemu_cpu qemu_smp qemu_mem qemu_append kernel work); bare_boot '$work/true.cpio'" >/dev/null 2>&1
+  timeout "$hang_s" bash -c "$(declare -f bare_boot); $(declare -p qemu_machine qemu_accel qemu_cpu qemu_smp qemu_mem qemu_append kernel work); bare_boot '$work/true.cpio'" >/dev/null 2>&1
   rc=$?
   if [ $rc = 124 ]; then echo hung >>"$work/row$i.status"
   elif grep -q 'Kernel panic' "$work/bare.log" || [ $rc != 0 ]; then echo failed >>"$work/row$i.status"

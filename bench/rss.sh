@@ -6,7 +6,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 suite=${SUITE:-$here/build/bench/parallel_suite}
 
-hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status" 2>/dev/null; }
+hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status" 2>/dev/null || true; }
 
 # peak NAME CMD...: runs CMD, sampling its VmHWM and its QEMU children's until it exits.
 peak() {
@@ -14,7 +14,7 @@ peak() {
   "$@" >/dev/null 2>"$work/err" & pid=$!
   while kill -0 "$pid" 2>/dev/null; do
     v=$(hwm_kb "$pid"); [ -n "$v" ] && [ "$v" -gt "$ours" ] && ours=$v
-    for q in $(pgrep -P "$pid" qemu-system 2>/dev/null); do
+    for q in $(pgrep -P "$pid" qemu-system 2>/dev/null || true); do
       v=$(hwm_kb "$q"); [ -n "$v" ] && [ "$v" -gt "$qemu" ] && qemu=$v
     done
     sleep 0.05

@@ -1,6 +1,6 @@
 // Compressing an initramfs in a format the kernel's unpacker reads. Under TCG
 // the guest's decompression is emulated and costs more boot time than the
-// smaller archive saves (bench/boot.sh --compress measures it), so the default
+// smaller archive saves (bench/compress.sh measures it), so the default
 // there is none; under KVM the choice is unmeasured on the machines this was
 // built on, and stays none until measured.
 #pragma once
