@@ -57,6 +57,10 @@ std::string kernel_cmdline(const QemuConfig& c) {
     return line;
 }
 
+// Boot configuration: QEMU's default machine (pc) and -cpu max under TCG; bench/boot_config.sh
+// compares q35, microvm (which needs its PIT, PIC and RTC, and virtio-mmio instead of PCI for
+// our ports), other CPU models and kernel words. Under KVM (-cpu host) the choice is unmeasured
+// on the machines this was built on, which have no usable KVM.
 std::vector<std::string> qemu_argv(const QemuConfig& c) {
     std::vector<std::string> a = {"qemu-system-x86_64", "-nodefaults", "-no-user-config",
                                   "-display", "none", "-no-reboot"};
