@@ -224,8 +224,8 @@ int cmd_shell(Args& args) {
         unpacked_bytes = fs::file_size(spec.initramfs);
         if (compression != Compression::None) {
             auto packed = spec.initramfs;
-            compress_initramfs(spec.initramfs, packed += compression_suffix(compression),
-                               compression);
+            packed += compression_suffix(compression);
+            compress_initramfs(spec.initramfs, packed, compression);
             spec.initramfs = packed;
         }
     }
