@@ -319,6 +319,7 @@ Fd open_terminal() {
 protocol::Verdict run_job(const protocol::Job& job, const Ports& ports, ChildDeaths& deaths) {
     protocol::Verdict verdict;
     auto started = Clock::now();
+    verdict.ms_payload_start = boottime_ms();
     try {
         Fd terminal = job.interactive ? open_terminal() : Fd();
         auto run = job.interactive
@@ -336,6 +337,7 @@ protocol::Verdict run_job(const protocol::Job& job, const Ports& ports, ChildDea
         say(Level::error, verdict.error);
     }
     verdict.ms_command = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
+    verdict.ms_payload_end = boottime_ms();
     return verdict;
 }
 
@@ -406,7 +408,7 @@ void run_init(double boot_ms, Ports& ports) {
     load_boot_modules();
 
     ports = open_ports();
-    send_line(ports.ctl.get(), {{"type", "hello"}, {"boottime_ms", std::llround(boot_ms)}});
+    send_line(ports.ctl.get(), protocol::Hello{.ms_init = boot_ms, .ms_sent = boottime_ms()});
     say(Level::info, "hello sent, waiting for the job");
     protocol::Job job = read_job(ports.ctl.get());
     set_verbose(job.verbose);

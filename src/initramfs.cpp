@@ -334,13 +334,19 @@ class TempFileBeside {
     int fd() const noexcept { return fd_.get(); }
     const std::string& path() const noexcept { return path_; }
 
-    // Not yet: no fsync, so a crash right after the rename may leave a short file.
+    // The data reaches the disk before the rename makes it visible, so a crash never leaves
+    // a short archive under the final name (a cache would serve it); then the directory, so
+    // the new name itself survives.
     void commit() {
         if (::fchmod(fd_.get(), 0644) != 0) throw_errno("cannot chmod " + quoted(path_));
+        if (::fsync(fd_.get()) != 0) throw_errno("cannot flush " + quoted(path_) + " to disk");
         if (::close(fd_.release()) != 0) throw_errno("cannot write " + quoted(path_));
         if (::rename(path_.c_str(), out_.c_str()) != 0)
             throw_errno("cannot rename " + quoted(path_) + " to " + quoted(out_.native()));
         path_.clear();
+        fs::path dir = out_.has_parent_path() ? out_.parent_path() : fs::path(".");
+        Fd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        if (dir_fd) ::fsync(dir_fd.get());  // best effort: the archive itself is complete
     }
 
   private:
@@ -494,6 +500,13 @@ void write_cpio(const ArchiveEntries& entries, int fd) {
 void write_initramfs(const ArchiveEntries& entries, const std::filesystem::path& out) {
     TempFileBeside temp(out);
     write_archive(entries, temp.fd(), "initramfs " + quoted(out.native()));
+    temp.commit();
+}
+
+void compress_initramfs(const fs::path& archive, const fs::path& out, Compression c) {
+    Fd in = Fd::open(archive.native(), O_RDONLY);
+    TempFileBeside temp(out);
+    compress_stream(in.get(), temp.fd(), c, "initramfs " + quoted(out.native()));
     temp.commit();
 }
 

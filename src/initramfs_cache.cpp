@@ -44,7 +44,28 @@ uint64_t max_cache_bytes() {
     return mb << 20;
 }
 
-void trim(const fs::path& dir, const fs::path& keep) {
+// A cached archive ("<key>.cpio", "<key>.cpio.zst", ...); a name with a leading dot is a
+// writer's temp file.
+bool is_archive(const fs::path& p) {
+    auto name = p.filename().string();
+    return name[0] != '.' && (p.extension() == ".cpio" || name.find(".cpio.") != std::string::npos);
+}
+
+bool is_temp(const fs::path& p) {
+    auto name = p.filename().string();
+    return name[0] == '.' && name.find(".cpio") != std::string::npos;
+}
+
+// Marks an archive as in use (trimming spares it for kInUseWindow); false when it is not
+// there. Another run's trim may remove an archive between a lookup and its use, but not one
+// marked in use, and QEMU reads the whole archive when it starts.
+bool mark_in_use(const fs::path& p) {
+    std::error_code ec;
+    fs::last_write_time(p, fs::file_time_type::clock::now(), ec);
+    return !ec;
+}
+
+void trim(const fs::path& dir, const std::vector<fs::path>& keep) {
     struct Item {
         fs::path path;
         fs::file_time_type used;
@@ -53,18 +74,23 @@ void trim(const fs::path& dir, const fs::path& keep) {
     std::vector<Item> items;
     uintmax_t total = 0;
     std::error_code ec;
+    auto recent = fs::file_time_type::clock::now() - kInUseWindow;
     for (const auto& e : fs::directory_iterator(dir, ec)) {
-        if (e.path().extension() != ".cpio") continue;
-        Item it{e.path(), e.last_write_time(ec), e.file_size(ec)};
+        auto used = e.last_write_time(ec);
+        if (ec) continue;
+        // A temp file this old belongs to a writer that died before its rename.
+        if (is_temp(e.path()) && used < recent) fs::remove(e.path(), ec);
+        if (!is_archive(e.path())) continue;
+        Item it{e.path(), used, e.file_size(ec)};
         if (ec) continue;
         total += it.size;
         items.push_back(it);
     }
     std::sort(items.begin(), items.end(), [](auto& a, auto& b) { return a.used < b.used; });
-    auto recent = fs::file_time_type::clock::now() - kInUseWindow;
     for (const auto& it : items) {
         if (total <= max_cache_bytes()) break;
-        if (it.path == keep || it.used > recent) continue;
+        if (std::find(keep.begin(), keep.end(), it.path) != keep.end() || it.used > recent)
+            continue;
         if (fs::remove(it.path, ec)) total -= it.size;
     }
 }
@@ -90,20 +116,31 @@ std::string initramfs_key(const ArchiveEntries& entries) {
     return h.finish_hex();
 }
 
-CachedInitramfs cached_initramfs(const ArchiveEntries& entries, const fs::path& dir) {
+CachedInitramfs cached_initramfs(const ArchiveEntries& entries, const fs::path& dir,
+                                 Compression compression) {
     CachedInitramfs c;
     c.key = initramfs_key(entries);
     c.path = dir / (c.key + ".cpio");
-    std::error_code ec;
-    if (fs::exists(c.path, ec)) {
-        c.hit = true;
-        fs::last_write_time(c.path, fs::file_time_type::clock::now(), ec);  // for trimming
-        return c;
+    c.hit = mark_in_use(c.path);
+    if (!c.hit) {
+        std::error_code ec;
+        fs::create_directories(dir, ec);
+        if (ec)
+            throw Error("cannot create cache dir " + quoted(dir.string()) + ": " + ec.message());
+        write_initramfs(entries, c.path);
     }
-    fs::create_directories(dir, ec);
-    if (ec) throw Error("cannot create cache dir " + quoted(dir.string()) + ": " + ec.message());
-    write_initramfs(entries, c.path);
-    trim(dir, c.path);
+    c.unpacked_bytes = fs::file_size(c.path);
+    std::vector<fs::path> keep = {c.path};
+
+    if (compression != Compression::None) {
+        fs::path packed = c.path;
+        packed += compression_suffix(compression);
+        c.hit = mark_in_use(packed);
+        if (!c.hit) compress_initramfs(c.path, packed, compression);
+        c.path = packed;
+        keep.push_back(packed);
+    }
+    if (!c.hit) trim(dir, keep);
     return c;
 }
 
@@ -111,8 +148,7 @@ std::uintmax_t clean_initramfs_cache(const fs::path& dir) {
     std::uintmax_t freed = 0;
     std::error_code ec;
     for (const auto& e : fs::directory_iterator(dir, ec)) {
-        auto name = e.path().filename().string();
-        if (e.path().extension() != ".cpio" && name.find(".cpio.") == std::string::npos) continue;
+        if (!is_archive(e.path()) && !is_temp(e.path())) continue;
         auto size = e.file_size(ec);
         if (fs::remove(e.path(), ec)) freed += size;
     }

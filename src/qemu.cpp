@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <string_view>
 
 #include "ktstr/error.hpp"
 #include "ktstr/fd.hpp"
@@ -56,6 +57,10 @@ std::string kernel_cmdline(const QemuConfig& c) {
     return line;
 }
 
+// Boot configuration: QEMU's default machine (pc) and -cpu max under TCG; bench/boot_config.sh
+// compares q35, microvm (which needs its PIT, PIC and RTC, and virtio-mmio instead of PCI for
+// our ports), other CPU models and kernel words. Under KVM (-cpu host) the choice is unmeasured
+// on the machines this was built on, which have no usable KVM.
 std::vector<std::string> qemu_argv(const QemuConfig& c) {
     std::vector<std::string> a = {"qemu-system-x86_64", "-nodefaults", "-no-user-config",
                                   "-display", "none", "-no-reboot"};
@@ -64,7 +69,11 @@ std::vector<std::string> qemu_argv(const QemuConfig& c) {
     } else {
         // One TCG thread: multi-threaded TCG with several vCPUs sometimes
         // oopses in early boot (a text-patching race between vCPU threads).
-        a.insert(a.end(), {"-accel", "tcg,thread=single", "-cpu", "max"});
+        // KTSTR_TCG_THREAD=multi brings it back, for bench/reliability.sh.
+        const char* thread = std::getenv("KTSTR_TCG_THREAD");
+        bool multi = thread && std::string_view(thread) == "multi";
+        a.insert(a.end(),
+                 {"-accel", multi ? "tcg,thread=multi" : "tcg,thread=single", "-cpu", "max"});
     }
     // Each LLC is a QEMU socket (x86 CPUs share their L3 per socket); NUMA
     // nodes take whole sockets.

@@ -187,6 +187,7 @@ void VmSession::handle_control_line(const std::string& line) {
     if (type == "hello" && !hello_) {
         hello_ = true;
         result_.ms_to_hello = ms_since(t0_);
+        result_.hello = msg.get<protocol::Hello>();
         log(LogLevel::Debug, "guest hello after {:.0f} ms", result_.ms_to_hello);
         auto text = nlohmann::json(job_).dump() + "\n";
         write_all(channels_[0].conn.get(), text.data(), text.size(), "job to the guest");
@@ -309,6 +310,7 @@ void VmSession::finish_outcome() {
     result_.console_tail = tail_lines(console, 40);
     bool panic = console.find("Kernel panic - not syncing") != std::string::npos;
     result_.ms_total = ms_since(t0_);
+    result_.ms_qemu_exit = exit_ms_;
     if (interrupted_) {
         result_.outcome = Outcome::Interrupted;
         result_.reason = "interrupted on the host";

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "ktstr/archive_entry.hpp"
+#include "ktstr/compression.hpp"
 
 namespace ktstr {
 
@@ -25,6 +26,10 @@ uint32_t permission_bits(const ArchiveEntry& entry);
 // an entry below a non-directory entry, or a host file that changes size while
 // it is copied, throws ktstr::Error naming it.
 void write_initramfs(const ArchiveEntries& entries, const std::filesystem::path& out);
+
+// Writes `archive` compressed with `c` to `out`, through a temp file as above.
+void compress_initramfs(const std::filesystem::path& archive, const std::filesystem::path& out,
+                        Compression c);
 
 // Writes the archive to an open descriptor (no temp file, no rename): a pipe, or a
 // file that already holds a layer (each archive ends 4-byte aligned, as the

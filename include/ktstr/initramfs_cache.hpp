@@ -2,8 +2,8 @@
 // entry's archive path, kind, mode and link target, and for each host file
 // its device, inode, size, mtime and ctime: a file changed in any way (ctime
 // cannot be set back) gets a new key, so a stale archive is never served.
-// Archives are written to a temp file and renamed in, so concurrent runs
-// share the cache safely.
+// Archives are written to a temp file, flushed to disk and renamed in, so
+// concurrent runs share the cache safely: each sees a whole archive or none.
 #pragma once
 
 #include <cstdint>
@@ -11,6 +11,7 @@
 #include <string>
 
 #include "ktstr/archive_entry.hpp"
+#include "ktstr/compression.hpp"
 
 namespace ktstr {
 
@@ -18,6 +19,7 @@ struct CachedInitramfs {
     std::filesystem::path path;
     std::string key;
     bool hit = false;
+    std::uintmax_t unpacked_bytes = 0;  // the uncompressed archive's size
 };
 
 // cache_dir()/initramfs.
@@ -26,11 +28,13 @@ std::filesystem::path initramfs_cache_dir();
 // The cache key of `entries`: hex SHA-256 over what the archive depends on.
 std::string initramfs_key(const ArchiveEntries& entries);
 
-// The archive for `entries`, written into `dir` first when it is not there.
-// Afterwards the cache is trimmed to $KTSTR_CACHE_MAX_MB (default 2048 MB),
-// oldest first, never touching archives used in the last ten minutes.
+// The archive for `entries`, written into `dir` first when it is not there;
+// compressed, it is made from the cached uncompressed one and cached beside
+// it. After a write the cache is trimmed to $KTSTR_CACHE_MAX_MB (default
+// 2048 MB), oldest first, never touching archives used in the last ten minutes.
 CachedInitramfs cached_initramfs(const ArchiveEntries& entries,
-                                 const std::filesystem::path& dir = initramfs_cache_dir());
+                                 const std::filesystem::path& dir = initramfs_cache_dir(),
+                                 Compression compression = Compression::None);
 
 // Removes every cached archive; returns how many bytes were freed.
 std::uintmax_t clean_initramfs_cache(const std::filesystem::path& dir = initramfs_cache_dir());

@@ -1,17 +1,23 @@
 // One line per event on stderr, with a level. Quiet by default: info and
-// above; -v shows debug lines too.
+// above; -v shows debug lines too, and so does KTSTR_LOG=debug, without -v's
+// full kernel log (so a benchmark sees the run's phases at default settings).
 #pragma once
 
 #include <fmt/core.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <string_view>
 
 namespace ktstr {
 
 enum class LogLevel { Debug, Info, Warn, Error };
 
 inline LogLevel& log_threshold() {
-    static LogLevel level = LogLevel::Info;
+    static LogLevel level = [] {
+        const char* env = std::getenv("KTSTR_LOG");
+        return env && std::string_view(env) == "debug" ? LogLevel::Debug : LogLevel::Info;
+    }();
     return level;
 }
 

@@ -18,6 +18,13 @@ inline constexpr const char* kStdoutPort = "ktstr.out";
 inline constexpr const char* kStderrPort = "ktstr.err";
 inline constexpr const char* kResultFile = "/run/ktstr-result.json";
 
+// The guest's first line, {"type":"hello", ...}. Stamps are the guest's CLOCK_BOOTTIME in
+// ms: the host lines its own clock up with ms_sent to split a run into phases.
+struct Hello {
+    double ms_init = 0;  // when init started
+    double ms_sent = 0;  // when this hello was sent
+};
+
 // What the guest must do; the host sends it as {"type":"job", ...} after hello.
 struct Job {
     std::string command;      // run with `sh -c`; empty with interactive
@@ -36,6 +43,8 @@ struct Verdict {
     std::string test_result;  // a test body's result (JSON text) from $KTSTR_RESULT_FILE
     double ms_boot_to_init = 0;  // guest CLOCK_BOOTTIME at init start
     double ms_command = 0;
+    double ms_payload_start = 0;  // guest CLOCK_BOOTTIME when the command was spawned
+    double ms_payload_end = 0;    // ... and when it had ended and was reaped
 };
 
 }  // namespace ktstr::protocol
@@ -43,6 +52,15 @@ struct Verdict {
 #include <nlohmann/json.hpp>
 
 namespace ktstr::protocol {
+
+inline void to_json(nlohmann::json& j, const Hello& h) {
+    j = {{"type", "hello"}, {"ms_init", h.ms_init}, {"ms_sent", h.ms_sent}};
+}
+
+inline void from_json(const nlohmann::json& j, Hello& h) {
+    h.ms_init = j.value("ms_init", 0.0);
+    h.ms_sent = j.value("ms_sent", 0.0);
+}
 
 inline void to_json(nlohmann::json& j, const Job& job) {
     j = {{"type", "job"},          {"command", job.command}, {"interactive", job.interactive},
@@ -61,7 +79,9 @@ inline void to_json(nlohmann::json& j, const Verdict& v) {
     j = {{"type", "verdict"},
          {"timed_out", v.timed_out},
          {"ms_boot_to_init", v.ms_boot_to_init},
-         {"ms_command", v.ms_command}};
+         {"ms_command", v.ms_command},
+         {"ms_payload_start", v.ms_payload_start},
+         {"ms_payload_end", v.ms_payload_end}};
     if (v.exit_code) j["exit_code"] = *v.exit_code;
     if (v.signal) j["signal"] = *v.signal;
     if (!v.error.empty()) j["error"] = v.error;
@@ -76,6 +96,8 @@ inline void from_json(const nlohmann::json& j, Verdict& v) {
     v.test_result = j.value("test_result", "");
     v.ms_boot_to_init = j.value("ms_boot_to_init", 0.0);
     v.ms_command = j.value("ms_command", 0.0);
+    v.ms_payload_start = j.value("ms_payload_start", 0.0);
+    v.ms_payload_end = j.value("ms_payload_end", 0.0);
 }
 
 }  // namespace ktstr::protocol

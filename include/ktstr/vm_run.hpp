@@ -46,7 +46,9 @@ struct VmResult {
     std::string console_tail;    // the last lines of the console
     int boot_attempts = 1;       // 2 when an early-boot panic was retried
     double ms_total = 0;
-    double ms_to_hello = 0;
+    double ms_to_hello = 0;   // host: from just before QEMU's start to the guest's hello
+    double ms_qemu_exit = 0;  // host: from just before QEMU's start to its exit
+    protocol::Hello hello;    // the guest's stamps in its hello
 
     // The exit code `ktstr shell` passes on: the command's own, 128+N for a
     // signal, 124 for a timeout, 125 for a failure of the VM itself.

@@ -70,10 +70,15 @@ private:
         spec.kernel = kernel_;
         spec.accel = accel_;
         spec.topology = Topology::parse(test_.attrs.topology);
-        spec.initramfs = cached_initramfs(guest_layout(include_specs(test_), kernel_)).path;
-        spec.memory_mb = test_.attrs.memory_mb
-                             ? test_.attrs.memory_mb
-                             : memory_for_initramfs(fs::file_size(spec.initramfs));
+        auto t_pack = Clock::now();
+        auto cached = cached_initramfs(guest_layout(include_specs(test_), kernel_),
+                                       initramfs_cache_dir(),
+                                       options_.compression.value_or(
+                                           default_compression(accel_.accel)));
+        out.ms_pack = std::chrono::duration<double, std::milli>(Clock::now() - t_pack).count();
+        spec.initramfs = cached.path;
+        spec.memory_mb = test_.attrs.memory_mb ? test_.attrs.memory_mb
+                                               : memory_for_initramfs(cached.unpacked_bytes);
         spec.cmdline_extra = kernel_words(test_);
         spec.verbose = options_.verbose;
         spec.cancel_fd = cancel_fd_;
@@ -234,18 +239,49 @@ TestOutcome run_one(const TestCase& test, const HostOptions& o, const KernelInfo
     return TestVm(test, o, kernel, accel, cancel_fd).run();
 }
 
+int vm_thread_cost(Accel accel, const Topology& topology) {
+    return accel == Accel::Kvm ? topology.cpus() : 1;
+}
+
 std::vector<TestOutcome> run_tests(const std::vector<const TestCase*>& tests,
                                    const HostOptions& o, const KernelInfo& kernel,
                                    const AccelChoice& accel, int cancel_fd,
                                    const std::function<void(const TestOutcome&)>& on_done) {
+    std::vector<int> costs;
+    for (auto t : tests) {
+        int cost = 1;
+        try {
+            if (!o.oversubscribe)
+                cost = vm_thread_cost(accel.accel, Topology::parse(t->attrs.topology));
+        } catch (const Error&) {
+            // A bad topology fails in run_one, with the test's name.
+        }
+        costs.push_back(cost);
+    }
+
+    // Tests start in order, each once its cost fits in the budget.
     std::vector<TestOutcome> results(tests.size());
-    std::atomic<size_t> next{0};
+    HostBudget budget(o.jobs);
+    size_t next = 0;
     std::mutex m;
+    std::condition_variable freed;
     auto worker = [&] {
-        for (size_t i; (i = next++) < tests.size();) {
+        for (;;) {
+            size_t i;
+            {
+                std::unique_lock lock(m);
+                freed.wait(lock, [&] { return next >= tests.size() || budget.fits(costs[next]); });
+                if (next >= tests.size()) return;
+                i = next++;
+                budget.take(costs[i]);
+            }
             results[i] = run_one(*tests[i], o, kernel, accel, cancel_fd);
-            std::lock_guard lock(m);
-            on_done(results[i]);
+            {
+                std::lock_guard lock(m);
+                budget.give(costs[i]);
+                on_done(results[i]);
+            }
+            freed.notify_all();
         }
     };
     std::vector<std::thread> threads;

@@ -2,9 +2,11 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "ktstr/compression.hpp"
 #include "ktstr/include_files.hpp"
 #include "ktstr/kernel.hpp"
 #include "ktstr/qemu.hpp"
@@ -17,7 +19,9 @@ struct HostOptions {
     bool list = false;
     std::string filter;  // a glob over test names
     std::string exact;
-    int jobs = 1;
+    int jobs = 1;                 // host threads the running VMs may keep busy (-j)
+    bool oversubscribe = false;   // -j counts VMs, whatever each one costs
+    std::optional<Compression> compression;  // unset: the accelerator's default
     std::string kernel;
     std::string accel;
     bool verbose = false;
@@ -34,6 +38,7 @@ struct TestOutcome {
     std::vector<std::string> messages;
     std::string scheduler;  // what the guest ran the body under: "eevdf" or the ops name
     double seconds = 0;
+    double ms_pack = 0;  // resolving the include files and getting the initramfs
     std::string stdout_tail, stderr_tail;
     VmResult vm;
 };
@@ -61,6 +66,25 @@ std::string resolve_scheduler_binary(const Scheduler& s);
 bool in_shard(std::string_view name, int index, int count);
 
 std::vector<const TestCase*> select_tests(const HostOptions& o);
+
+// Host threads a VM keeps busy: one per vCPU under KVM; one in all under TCG, which runs
+// every vCPU on a single thread (thread=single, see qemu.cpp).
+int vm_thread_cost(Accel accel, const Topology& topology);
+
+// The -j budget of host threads. A VM starts when its cost fits beside the running ones;
+// one costing more than the whole budget starts only when nothing else runs.
+class HostBudget {
+public:
+    explicit HostBudget(int threads) : total_(threads < 1 ? 1 : threads) {}
+    bool fits(int cost) const { return used_ == 0 || used_ + cost <= total_; }
+    void take(int cost) { used_ += cost; }
+    void give(int cost) { used_ -= cost; }
+    int used() const { return used_; }
+
+private:
+    int total_;
+    int used_ = 0;
+};
 
 // One test in its own VM.
 TestOutcome run_one(const TestCase& test, const HostOptions& o, const KernelInfo& kernel,

@@ -15,6 +15,7 @@
 #include "ktstr/error.hpp"
 #include "ktstr/fd.hpp"
 #include "ktstr/log.hpp"
+#include "ktstr/run_phases.hpp"
 #include "suite.hpp"
 
 namespace ktstr {
@@ -31,7 +32,10 @@ options:
   --list             list the tests (with --filter/--exact/--shard: the selection)
   --filter GLOB      run the tests whose names match GLOB (shell wildcards)
   --exact NAME       run the test named NAME
-  -j, --jobs N       VMs at once (default: the number of host cores)
+  -j, --jobs N       host threads the running VMs may use (default: the host's
+                     cores); a VM costs one under TCG, one per vCPU under KVM
+  --oversubscribe    let -j count VMs, however many vCPUs each has
+  --compress none|gzip|lz4|zstd  compress the initramfs (default: none)
   --shard I/N        run slice I of N (0 <= I < N); every test is in exactly one
   --kernel PATH      kernel image (default: $KTSTR_KERNEL, the kernel cache, /boot)
   --accel auto|kvm|tcg  accelerator (default: $KTSTR_ACCEL, else auto)
@@ -69,6 +73,8 @@ HostOptions parse_host_options(const std::vector<std::string>& args) {
         else if (a == "--accel") o.accel = value();
         else if (a == "--junit") o.junit = value();
         else if (a == "-v" || a == "--verbose") o.verbose = true;
+        else if (a == "--oversubscribe") o.oversubscribe = true;
+        else if (a == "--compress") o.compression = parse_compression(value(), a);
         else if (a == "--shard") {
             auto v = value();
             auto slash = v.find('/');
@@ -145,6 +151,8 @@ int run_host(const HostOptions& o, const char* argv0) {
             fmt::print(stderr, "{}", failure_report(r));
         if (r.status == Status::Skip && !r.messages.empty())
             fmt::print(stderr, "  skipped: {}\n", r.messages.front());
+        if (auto phases = run_phases(r.ms_pack, r.vm))
+            log(LogLevel::Debug, "{}: phases: {}", r.test->name, format_phases(*phases));
     };
     std::vector<TestOutcome> results;
     std::atomic<bool> finished{false};

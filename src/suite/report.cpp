@@ -1,7 +1,10 @@
 // What a suite run prints and writes: status names, failure reports, JUnit XML.
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "host.hpp"
+#include "ktstr/run_phases.hpp"
 
 namespace ktstr::suite {
 namespace {
@@ -28,6 +31,26 @@ std::string join_lines(const std::vector<std::string>& lines) {
     std::string s;
     for (const auto& l : lines) s += (s.empty() ? "" : "\n") + l;
     return s;
+}
+
+std::string junit_property(std::string_view name, std::string_view value) {
+    return fmt::format("<property name=\"{}\" value=\"{}\"/>", xml_escape(name),
+                       xml_escape(value));
+}
+
+// Where the time went: each phase as ms_<phase>, when the guest's stamps came back.
+std::string junit_properties(const TestOutcome& o) {
+    std::string x = junit_property("ms_to_hello", fmt::format("{:.0f}", o.vm.ms_to_hello)) +
+                    junit_property("ms_total", fmt::format("{:.0f}", o.vm.ms_total)) +
+                    junit_property("scheduler", scheduler_shown(o));
+    if (auto phases = run_phases(o.ms_pack, o.vm)) {
+        for (auto [name, ms] : phases->named()) {
+            std::string key = "ms_" + std::string(name);
+            std::replace(key.begin(), key.end(), ' ', '_');
+            x += junit_property(key, fmt::format("{:.0f}", ms));
+        }
+    }
+    return x;
 }
 
 }  // namespace
@@ -89,11 +112,7 @@ std::string junit_xml(const std::vector<TestOutcome>& outcomes, const std::strin
             x += fmt::format("    <error message=\"{}\">{}</error>\n", xml_escape(first), text);
         else if (o.status == Status::Skip)
             x += fmt::format("    <skipped message=\"{}\"/>\n", xml_escape(first));
-        x += fmt::format(
-            "    <properties><property name=\"ms_to_hello\" value=\"{:.0f}\"/>"
-            "<property name=\"ms_total\" value=\"{:.0f}\"/>"
-            "<property name=\"scheduler\" value=\"{}\"/></properties>\n",
-            o.vm.ms_to_hello, o.vm.ms_total, xml_escape(scheduler_shown(o)));
+        x += "    <properties>" + junit_properties(o) + "</properties>\n";
         if (!o.stdout_tail.empty())
             x += "    <system-out>" + xml_escape(o.stdout_tail) + "</system-out>\n";
         if (!o.stderr_tail.empty() || !o.vm.console_tail.empty())

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "command_output.hpp"
 #include "ktstr/error.hpp"
 #include "ktstr/fd.hpp"
 #include "ktstr/include_files.hpp"
@@ -46,17 +47,6 @@ std::vector<std::string> dir_listing(const fs::path& dir) {
     return names;
 }
 
-// Runs a shell command; its stdout, and it must succeed.
-std::string run(const std::string& command) {
-    FILE* pipe = ::popen(command.c_str(), "r");
-    REQUIRE(pipe);
-    std::string out;
-    char chunk[4096];
-    while (size_t n = std::fread(chunk, 1, sizeof chunk, pipe)) out.append(chunk, n);
-    INFO(command);
-    REQUIRE(::pclose(pipe) == 0);
-    return out;
-}
 
 std::vector<std::string> lines(const std::string& text) {
     std::vector<std::string> out;
@@ -201,7 +191,7 @@ TEST_CASE("cpio -t lists exactly the archive's paths, parents first", "[initramf
     auto out = out_dir.path() / "initramfs.cpio";
     ktstr::write_initramfs(tree.entries(), out);
 
-    CHECK(lines(run("cpio -t --quiet < " + out.native())) == kTreePaths);
+    CHECK(lines(command_output("cpio -t --quiet < " + out.native())) == kTreePaths);
 }
 
 TEST_CASE("cpio -idm extracts the same bytes, links and permissions", "[initramfs]") {
@@ -211,7 +201,7 @@ TEST_CASE("cpio -idm extracts the same bytes, links and permissions", "[initramf
     ktstr::write_initramfs(tree.entries(), out);
     auto root = out_dir.path() / "root";
     fs::create_directory(root);
-    run("cd " + root.native() + " && cpio -idm --quiet < " + out.native());
+    command_output("cd " + root.native() + " && cpio -idm --quiet < " + out.native());
 
     auto got = root / "include-files" / "tree";
     for (const char* name : {"plain", "run.sh", "private", "sub/binary", "sub/deeper/three",
@@ -368,7 +358,8 @@ TEST_CASE("bad layouts are refused before writing", "[initramfs]") {
     ArchiveEntry root = generated("/", "");
     root.kind = EntryKind::Directory;
     ktstr::write_initramfs({root, generated("/x", "1"), generated("/x", "1")}, out);
-    CHECK(lines(run("cpio -t --quiet < " + out.native())) == std::vector<std::string>{"x"});
+    CHECK(lines(command_output("cpio -t --quiet < " + out.native())) ==
+          std::vector<std::string>{"x"});
 }
 
 TEST_CASE("the base layer holds /init, busybox and its applet links", "[initramfs]") {
@@ -381,7 +372,7 @@ TEST_CASE("the base layer holds /init, busybox and its applet links", "[initramf
     ktstr::write_initramfs(entries, out);
     auto root = tmp.path() / "root";
     fs::create_directory(root);
-    run("cd " + root.native() + " && cpio -idm --quiet < " + out.native());
+    command_output("cd " + root.native() + " && cpio -idm --quiet < " + out.native());
 
     CHECK(read_file(root / "init") == "not really an init");
     CHECK((mode_of(root / "init") & 07777) == 0755);
@@ -399,7 +390,7 @@ TEST_CASE("the base layer holds /init, busybox and its applet links", "[initramf
     // Every applet busybox lists, except the ones left out, is a link.
     size_t links = 0;
     for (const auto& e : entries) links += e.kind == EntryKind::Symlink;
-    size_t listed = lines(run(kBusybox.native() + " --list-full")).size();
+    size_t listed = lines(command_output(kBusybox.native() + " --list-full")).size();
     CHECK(links == listed - 3);
 }
 

@@ -80,6 +80,35 @@ case $case_name in
        -Wl,--enable-new-dtags,-rpath,'$ORIGIN/../lib' || fail "cc prog"
     run shell -i "$work/proj/bin/prog" --exec prog
     expect_rc 0; expect_out '^answer 42$' ;;
+  phases)
+    # -v splits the run into phases; each is there, the payload's 2 s land in "payload",
+    # and they add up to the process's wall time less its own start-up.
+    start=$(date +%s%N)
+    run shell -v --exec 'sleep 2'
+    wall=$(( ($(date +%s%N) - start) / 1000000 ))
+    expect_rc 0
+    line=$(grep -oE 'phases: .*' "$work/err") || fail "no phases line: $(cat "$work/err")"
+    ms() { sed -nE "s/.*$1 ([0-9]+) ms.*/\1/p" <<<"$line"; }
+    for phase in pack "qemu start" "boot to init" "init to payload" payload shutdown total; do
+      [ -n "$(ms "$phase")" ] || fail "no '$phase' in: $line"
+    done
+    [ "$(ms "boot to init")" -gt 0 ] || fail "no kernel boot time: $line"
+    [ "$(ms payload)" -ge 1900 ] && [ "$(ms payload)" -le 6000 ] || fail "payload not ~2 s: $line"
+    total=$(ms total)
+    [ "$total" -le "$wall" ] && [ "$total" -ge $(( wall - 1500 )) ] \
+      || fail "phases add to $total ms, the run took $wall ms: $line"
+    # KTSTR_LOG=debug shows them too, with the kernel's console kept quiet.
+    KTSTR_LOG=debug "$ktstr" shell --exec true >"$work/out" 2>"$work/err" || fail "exit code $?"
+    expect_err 'phases: pack [0-9]+ ms'; expect_err 'running qemu.* quiet loglevel=1' ;;
+  compressed_boot)
+    # Each codec the kernel unpacks boots, cached beside the plain archive; a bad word fails
+    # before any boot, naming the flag.
+    for codec in gzip lz4 zstd; do
+      run shell -i fio --compress "$codec" --exec 'fio --version'
+      expect_rc 0; expect_out '^fio-[0-9]'
+    done
+    run shell --compress xz --exec true
+    expect_rc 125; expect_err "--compress wants none, gzip, lz4 or zstd, not 'xz'" ;;
   *) fail "unknown case $case_name" ;;
 esac
 echo "PASS: $case_name"
