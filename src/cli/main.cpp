@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include <fmt/ranges.h>
+
 #include "ktstr/elf_closure.hpp"
 #include "ktstr/error.hpp"
 #include "ktstr/fd.hpp"
@@ -248,6 +250,10 @@ int cmd_shell(Args& args) {
         log(LogLevel::Error, "command killed by signal {} ({})", *r.verdict.signal,
             strsignal(*r.verdict.signal));
     }
+    if (const auto& left = r.verdict.leftover; !left.empty())
+        log(LogLevel::Warn, "{} {} still running when the command ended and had to be killed: {}",
+            left.size(), left.size() == 1 ? "process was" : "processes were",
+            fmt::join(left, ", "));
     log(LogLevel::Debug,
         "time: packing {:.0f} ms, qemu start to kernel boot to init {:.0f} ms (guest clock {:.0f} "
         "ms), command {:.0f} ms, total VM {:.0f} ms",
