@@ -341,10 +341,15 @@ struct PayloadHandle::State {
     // SIGSTOPped group cannot fork, so the members read next are all the kill will reach.
     void kill_everything() {
         bool frozen = cgroup && freeze_cgroup();
-        if (!frozen && own_group) ::killpg(pgid, SIGSTOP);
-        count_members(frozen);
-        send_sigkill();
-        await_end();
+        try {
+            if (!frozen && own_group) ::killpg(pgid, SIGSTOP);
+            count_members(frozen);
+            send_sigkill();
+            await_end();
+        } catch (...) {
+            if (frozen) write_cgroup_file(*cgroup, "cgroup.freeze", "0");
+            throw;
+        }
         if (frozen) write_cgroup_file(*cgroup, "cgroup.freeze", "0");  // reusable for the next
         everything_killed = true;
     }
@@ -386,10 +391,9 @@ struct PayloadHandle::State {
     }
 
     void send_sigkill() {
-        if (cgroup && !write_cgroup_file(*cgroup, "cgroup.kill", "1")) {
-            // Not yet: kernels before 5.14 have no cgroup.kill; the pidfds below reach only
-            // the processes counted.
-        }
+        // Not yet: kernels before 5.14 have no cgroup.kill (false here); the pidfds below then
+        // reach only the processes counted.
+        if (cgroup) write_cgroup_file(*cgroup, "cgroup.kill", "1");
         if (own_group && ::killpg(pgid, SIGKILL) < 0 && errno != ESRCH)
             throw_errno("cannot kill process group " + std::to_string(pgid) + " of payload " +
                         quoted(name));

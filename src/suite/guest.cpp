@@ -182,8 +182,8 @@ std::vector<std::string> end_leftovers(const std::set<ProcessKey>& before) {
         std::to_string(killed.size()) +
         (killed.size() == 1 ? " process" : " processes") +
         " outlived the test body and had to be killed: " + names +
-        " (reparented to init: it left its payload's process group and cgroup, so no kill of a "
-        "payload reached it)"};
+        " (orphans of init that had left their payload's process group, out of its kill's "
+        "reach)"};
     for (const auto& s : stuck)
         messages.push_back(s + " was still not reaped " + std::to_string(kLeftoverBound.count()) +
                            " s after SIGKILL");
