@@ -278,7 +278,8 @@ class CgroupEvents {
         if (n < 0 && errno == ENODEV) return '0';  // removed while open
         if (n < 0) throw_errno("cannot read " + quoted(file_));
         std::string_view events(text, static_cast<std::size_t>(n));
-        for (auto at = events.find(key); at != std::string_view::npos; at = events.find(key, at + 1))
+        for (auto at = events.find(key); at != std::string_view::npos;
+             at = events.find(key, at + 1))
             if ((at == 0 || events[at - 1] == '\n') && at + key.size() + 1 < events.size())
                 return events[at + key.size() + 1];
         return '0';

@@ -180,7 +180,7 @@ struct ProcessEntry {
     char state = '?';  // 'R', 'S', 'Z', ...
     pid_t ppid = 0;
     pid_t pgrp = 0;
-    std::string name;                  // the command name, as the kernel keeps it (15 bytes)
+    std::string name;                   // the command name, as the kernel keeps it (15 bytes)
     unsigned long long start_time = 0;  // clock ticks after boot: tells a reused pid apart
     bool kernel_thread = false;
 

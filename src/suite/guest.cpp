@@ -143,7 +143,8 @@ std::vector<Leftover> kill_new_processes(const std::set<ProcessKey>& before) {
         std::map<pid_t, pid_t> parents;
         for (const auto& p : table) parents[p.pid] = p.ppid;
         for (auto& p : table) {
-            if (p.kernel_thread || p.pid == 1 || !p.alive() || seen.count(p.pid) ||
+            // Children of kthreadd (pid 2) are the kernel's user-mode helpers, not the body's.
+            if (p.kernel_thread || p.pid == 1 || p.ppid == 2 || !p.alive() || seen.count(p.pid) ||
                 before.count({p.pid, p.start_time}) || descends_from(::getpid(), p.pid, parents))
                 continue;
             Fd fd(static_cast<int>(::syscall(SYS_pidfd_open, p.pid, 0)));
@@ -179,11 +180,10 @@ std::vector<std::string> end_leftovers(const std::set<ProcessKey>& before) {
         if (!reaped(k.entry)) stuck.push_back(name);
     }
     std::vector<std::string> messages = {
-        std::to_string(killed.size()) +
-        (killed.size() == 1 ? " process" : " processes") +
+        std::to_string(killed.size()) + (killed.size() == 1 ? " process" : " processes") +
         " outlived the test body and had to be killed: " + names +
-        " (orphans of init that had left their payload's process group, out of its kill's "
-        "reach)"};
+        " (reparented to init, beyond every payload's kill: a payload's process that calls "
+        "setsid, with no cgroup to find it, escapes its kill)"};
     for (const auto& s : stuck)
         messages.push_back(s + " was still not reaped " + std::to_string(kLeftoverBound.count()) +
                            " s after SIGKILL");

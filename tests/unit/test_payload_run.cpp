@@ -309,8 +309,8 @@ TEST_CASE("kill() returns once every process of the group has ended", "[payload]
     OrphanReaper reaper;
     ktstr::TempDir tmp;
     auto ready = tmp.path() / "ready";
-    auto handle = shell("sleep 1000 & sleep 1000 & echo $$ > '" + ready.string() + "'; wait")
-                      .spawn();
+    auto handle =
+        shell("sleep 1000 & sleep 1000 & echo $$ > '" + ready.string() + "'; wait").spawn();
     wait_for_pid_file(ready);
     REQUIRE(group_members(handle.pgid()).size() == 3);
 
@@ -354,8 +354,8 @@ TEST_CASE("a process entry reads a name with spaces and parentheses", "[payload]
     std::filesystem::create_symlink("/bin/sleep", odd);
     auto handle = PayloadRun(odd.string()).arg("1000").spawn();
     std::optional<ktstr::ProcessEntry> entry;
-    for (int i = 0; i < 200 && !(entry = ktstr::process_entry(handle.pid()), entry &&
-                                 entry->name == "a b) (c");
+    for (int i = 0; i < 200 && !(entry = ktstr::process_entry(handle.pid()),
+                               entry && entry->name == "a b) (c");
          ++i)
         std::this_thread::sleep_for(5ms);  // the name changes at exec
     REQUIRE(entry);

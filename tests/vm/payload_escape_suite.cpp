@@ -18,8 +18,9 @@ KTSTR_TEST(orphan_outliving_the_body_is_killed_and_named, .timeout_s = 120) {
     // The setsid'd shell starts the sleep and exits at once: the sleep is an orphan in a session
     // of its own, reparented to init.
     auto report = ktstr::PayloadRun("sh")
-                      .args({"-c", "setsid sh -c 'sleep 1000 & echo $! > /tmp/orphan'; "
-                                   "while [ ! -s /tmp/orphan ]; do sleep 0.1; done"})
+                      .args({"-c",
+                             "setsid sh -c 'sleep 1000 & echo $! > /tmp/orphan'; "
+                             "while [ ! -s /tmp/orphan ]; do sleep 0.1; done"})
                       .run();
     pid_t orphan = 0;
     std::ifstream("/tmp/orphan") >> orphan;

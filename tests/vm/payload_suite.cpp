@@ -2,8 +2,8 @@
 // fio, the guest's cgroup2, and busybox as the shell. Each KTSTR_TEST boots its own VM.
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/wait.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
