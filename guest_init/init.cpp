@@ -341,23 +341,33 @@ protocol::Verdict run_job(const protocol::Job& job, const Ports& ports, ChildDea
     return verdict;
 }
 
-// Nothing the command started may outlive it. As PID 1, kill(-1) reaches every process but us.
-void end_all_processes(ChildDeaths& deaths) {
+// Nothing the command started may outlive it. As PID 1, kill(-1) reaches every process but us;
+// SIGSTOP first makes the list of what was left complete, since a stopped process cannot fork.
+// Returns "pid (name)" of each process the kill reached.
+std::vector<std::string> end_all_processes(ChildDeaths& deaths) {
+    ::kill(-1, SIGSTOP);
+    std::vector<std::string> left;
+    for (const auto& p : ktstr::process_table())
+        if (!p.kernel_thread && p.pid != 1 && p.alive())
+            left.push_back(std::to_string(p.pid) + " (" + p.name + ")");
     if (::kill(-1, SIGKILL) != 0 && errno != ESRCH)
         say(Level::error, std::string("cannot kill leftover processes: ") + std::strerror(errno));
+
     for (auto until = Clock::now() + 2s;;) {
         pid_t reaped;
         while ((reaped = ::waitpid(-1, nullptr, WNOHANG)) > 0) {
         }
-        if (reaped < 0 && errno == ECHILD) return;
+        if (reaped < 0 && errno == ECHILD) break;
         if (Clock::now() >= until) {
             say(Level::warn, "processes still alive 2 s after SIGKILL");
-            return;
+            break;
         }
         pollfd fd{deaths.fd(), POLLIN, 0};
         ::poll(&fd, 1, ms_until(until));
         deaths.drain();
     }
+    if (!left.empty()) say(Level::info, std::to_string(left.size()) + " left running, killed");
+    return left;
 }
 
 // --- Report and power off ----------------------------------------------------------------
@@ -416,7 +426,7 @@ void run_init(double boot_ms, Ports& ports) {
 
     prepare_environment(job);
     protocol::Verdict verdict = run_job(job, ports, deaths);
-    end_all_processes(deaths);
+    verdict.leftover = end_all_processes(deaths);
     verdict.test_result = read_result_file();
 
     verdict.ms_boot_to_init = boot_ms;

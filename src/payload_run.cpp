@@ -16,7 +16,6 @@
 #include <cctype>
 #include <cstdio>
 #include <cstring>
-#include <set>
 #include <string_view>
 
 #include "ktstr/error.hpp"
@@ -29,6 +28,11 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using TimePoint = Clock::time_point;
+using namespace std::chrono_literals;
+
+// How long a kill waits for the cgroup to freeze, and for everything it reached to end.
+constexpr auto kFreezeBound = 2s;
+constexpr auto kKillBound = 5s;
 
 // --- Finding the program and building its environment -------------------------------------
 
@@ -195,26 +199,34 @@ std::optional<TimePoint> earliest(std::optional<TimePoint> a, std::optional<Time
     return std::min(*a, *b);
 }
 
-std::optional<ProcessEntry> read_process_entry(pid_t pid) {
+}  // namespace
+
+std::optional<ProcessEntry> process_entry(pid_t pid) {
     Fd stat(::open(("/proc/" + std::to_string(pid) + "/stat").c_str(), O_RDONLY | O_CLOEXEC));
     if (!stat) return std::nullopt;
-    char line[512];
+    char line[1024];
     ssize_t n = ::read(stat.get(), line, sizeof line - 1);
     if (n <= 0) return std::nullopt;
     line[n] = '\0';
 
     // The command name may hold spaces and parentheses; the fields follow its last ')'.
+    const char* name = std::strchr(line, '(');
     const char* after_name = std::strrchr(line, ')');
-    ProcessEntry entry{pid, '?', 0, 0};
-    if (!after_name ||
-        std::sscanf(after_name + 1, " %c %d %d", &entry.state, &entry.ppid, &entry.pgrp) != 3)
+    ProcessEntry entry;
+    entry.pid = pid;
+    unsigned flags = 0;
+    if (!name || !after_name || after_name < name ||
+        std::sscanf(after_name + 1,
+                    " %c %d %d %*d %*d %*d %u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
+                    &entry.state, &entry.ppid, &entry.pgrp, &flags, &entry.start_time) != 5)
         return std::nullopt;
+    entry.name.assign(name + 1, after_name);
+    constexpr unsigned kKernelThreadFlag = 0x00200000;  // PF_KTHREAD
+    entry.kernel_thread = (flags & kKernelThreadFlag) != 0;
     return entry;
 }
 
-bool is_alive(const ProcessEntry& e) {
-    return e.state != 'Z' && e.state != 'X';
-}
+namespace {
 
 std::vector<pid_t> read_cgroup_procs(const std::filesystem::path& cgroup) {
     std::vector<pid_t> pids;
@@ -227,18 +239,55 @@ std::vector<pid_t> read_cgroup_procs(const std::filesystem::path& cgroup) {
     return pids;
 }
 
-void kill_cgroup(const std::filesystem::path& cgroup, const std::vector<pid_t>& members) {
-    std::string kill_file = (cgroup / "cgroup.kill").string();
-    Fd kill(::open(kill_file.c_str(), O_WRONLY | O_CLOEXEC));
-    if (!kill && errno == ENOENT) {
-        // Not yet: kernels before 5.14 have no cgroup.kill; a process forking right now
-        // can slip past this one-by-one kill.
-        for (pid_t pid : members) ::kill(pid, SIGKILL);
-        return;
-    }
-    if (!kill) throw_errno("cannot open " + quoted(kill_file));
-    write_all(kill.get(), "1", 1, quoted(kill_file));
+// Writes one short value into a cgroup control file; false when the file does not exist.
+bool write_cgroup_file(const std::filesystem::path& cgroup, const char* name, const char* value) {
+    std::string file = (cgroup / name).string();
+    Fd control(::open(file.c_str(), O_WRONLY | O_CLOEXEC));
+    if (!control && errno == ENOENT) return false;
+    if (!control) throw_errno("cannot open " + quoted(file));
+    write_all(control.get(), value, std::strlen(value), quoted(file));
+    return true;
 }
+
+// cgroup.events, which the kernel marks for poll (POLLPRI) whenever a value in it changes.
+class CgroupEvents {
+  public:
+    explicit CgroupEvents(const std::filesystem::path& cgroup)
+        : file_((cgroup / "cgroup.events").string()),
+          fd_(::open(file_.c_str(), O_RDONLY | O_CLOEXEC)) {
+        if (!fd_ && errno != ENOENT) throw_errno("cannot open " + quoted(file_));
+    }
+
+    // Waits until `key` reads `value` or `until` passes; says whether it did. A cgroup that
+    // is gone counts as empty and not frozen.
+    bool await(std::string_view key, char value, TimePoint until) {
+        for (;;) {
+            if (read(key) == value) return true;
+            if (Clock::now() >= until) return false;
+            pollfd event{fd_.get(), POLLPRI, 0};
+            if (::poll(&event, 1, ms_until(until)) < 0 && errno != EINTR)
+                throw_errno("cannot wait on " + quoted(file_));
+        }
+    }
+
+  private:
+    char read(std::string_view key) {
+        if (!fd_) return '0';
+        char text[256];
+        ssize_t n = ::pread(fd_.get(), text, sizeof text - 1, 0);
+        if (n < 0 && errno == ENODEV) return '0';  // removed while open
+        if (n < 0) throw_errno("cannot read " + quoted(file_));
+        std::string_view events(text, static_cast<std::size_t>(n));
+        for (auto at = events.find(key); at != std::string_view::npos;
+             at = events.find(key, at + 1))
+            if ((at == 0 || events[at - 1] == '\n') && at + key.size() + 1 < events.size())
+                return events[at + key.size() + 1];
+        return '0';
+    }
+
+    std::string file_;
+    Fd fd_;
+};
 
 PayloadExit decode_status(int status, bool timed_out) {
     PayloadExit exit;
@@ -280,61 +329,109 @@ struct PayloadHandle::State {
     std::optional<std::filesystem::path> cgroup;
     TimePoint started;
     TimePoint ended;
-    std::set<pid_t> killed;
+    std::map<pid_t, Fd> reached;  // every process a kill reached, with a pidfd to see it end
     int escaped = 0;
+    int survivors = 0;
+    bool everything_killed = false;  // only the leader's zombie is left: nothing can fork
     bool timed_out = false;
     bool output_held_open = false;
     std::optional<PayloadExit> exit;
 
-    void note_live_members() {
+    // SIGKILL to everything the payload started, counted exactly, and back only when all of
+    // it has ended. Holding everything still first makes the count exact: a frozen cgroup and a
+    // SIGSTOPped group cannot fork, so the members read next are all the kill will reach.
+    void kill_everything() {
+        bool frozen = cgroup && freeze_cgroup();
+        try {
+            if (!frozen && own_group) ::killpg(pgid, SIGSTOP);
+            count_members(frozen);
+            send_sigkill();
+            await_end();
+        } catch (...) {
+            if (frozen) write_cgroup_file(*cgroup, "cgroup.freeze", "0");
+            throw;
+        }
+        if (frozen) write_cgroup_file(*cgroup, "cgroup.freeze", "0");  // reusable for the next
+        everything_killed = true;
+    }
+
+    // True once the kernel says the cgroup is frozen (bounded: a task stuck in the kernel
+    // cannot freeze). False on kernels without cgroup.freeze too: the group is stopped instead.
+    bool freeze_cgroup() {
+        CgroupEvents events(*cgroup);
+        if (!write_cgroup_file(*cgroup, "cgroup.freeze", "1")) return false;
+        return events.await("frozen", '1', Clock::now() + kFreezeBound);
+    }
+
+    // With a frozen cgroup, its procs are the payload: the leader joined before exec and
+    // every descendant inherits the cgroup. Otherwise the stopped group is read from /proc.
+    void count_members(bool frozen) {
+        if (cgroup) {
+            for (pid_t member : read_cgroup_procs(*cgroup)) {
+                auto entry = process_entry(member);
+                if (note(member) && own_group && entry && entry->pgrp != pgid) ++escaped;
+            }
+        }
+        if (frozen) return;
         if (!own_group) {
-            if (auto leader = read_process_entry(pid); leader && is_alive(*leader))
-                killed.insert(pid);
+            note(pid);
             return;
         }
         for (const auto& p : process_table())
-            if (p.pgrp == pgid && is_alive(p)) killed.insert(p.pid);
+            if (p.pgrp == pgid) note(p.pid);
     }
 
-    void signal_all(int sig) {
-        // Stopped before /proc is read: nothing forks past the count, and a busy group does not
-        // hold the CPU (and the kill) back while we read.
-        if (sig == SIGKILL && own_group) ::killpg(pgid, SIGSTOP);
-        if (sig == SIGKILL) note_live_members();
-        if (own_group && ::killpg(pgid, sig) < 0 && errno != ESRCH)
-            throw_errno("cannot signal process group " + std::to_string(pgid) + " of payload " +
+    // Keeps a pidfd of a process still alive; true when it is newly counted.
+    bool note(pid_t member) {
+        if (reached.count(member)) return false;
+        Fd fd(static_cast<int>(::syscall(SYS_pidfd_open, member, 0)));
+        pollfd ended{fd.get(), POLLIN, 0};
+        if (!fd || ::poll(&ended, 1, 0) != 0) return false;  // gone, or a zombie already
+        reached.emplace(member, std::move(fd));
+        return true;
+    }
+
+    void send_sigkill() {
+        // Not yet: kernels before 5.14 have no cgroup.kill (false here); the pidfds below then
+        // reach only the processes counted.
+        if (cgroup) write_cgroup_file(*cgroup, "cgroup.kill", "1");
+        if (own_group && ::killpg(pgid, SIGKILL) < 0 && errno != ESRCH)
+            throw_errno("cannot kill process group " + std::to_string(pgid) + " of payload " +
                         quoted(name));
-        // The leader by pid too: it may not have made its own group yet.
-        if (::kill(pid, sig) < 0 && errno != ESRCH)
-            throw_errno("cannot signal payload " + quoted(name));
+        // By pidfd, which cannot hit a recycled pid: those that left the group (setsid) and,
+        // without cgroup.kill, the cgroup's members. The leader by pid too: it may not have
+        // made its own group yet.
+        for (const auto& [member, fd] : reached)
+            ::syscall(SYS_pidfd_send_signal, fd.get(), SIGKILL, nullptr, 0);
+        if (::kill(pid, SIGKILL) < 0 && errno != ESRCH)
+            throw_errno("cannot kill payload " + quoted(name));
     }
 
-    // The cgroup first: escapees left running would slow the group's /proc scan, and the kill.
-    void kill() {
-        if (exit) return;
-        sweep_cgroup();
-        signal_all(SIGKILL);
-    }
-
-    // Processes that left the group (setsid) are out of killpg's reach but not the cgroup's.
-    // Runs at kill() and again at the end; an escapee still dying is counted once.
-    void sweep_cgroup() {
-        if (!cgroup) return;
-        auto members = read_cgroup_procs(*cgroup);
-        if (members.empty()) return;
-        for (pid_t member : members) {
-            bool first_sight = killed.insert(member).second;
-            auto entry = read_process_entry(member);
-            if (first_sight && own_group && entry && entry->pgrp != pgid) ++escaped;
+    // Waits for every counted process to end (its pidfd turns readable at exit, reaped or
+    // not) and for the cgroup to empty. Bounded, since a task stuck in the kernel cannot die:
+    // those left then are reported as survivors rather than waited for forever.
+    void await_end() {
+        auto until = Clock::now() + kKillBound;
+        std::vector<pollfd> waiting;
+        for (const auto& [member, fd] : reached) waiting.push_back({fd.get(), POLLIN, 0});
+        while (!waiting.empty() && Clock::now() < until) {
+            if (::poll(waiting.data(), waiting.size(), ms_until(until)) < 0 && errno != EINTR)
+                throw_errno("cannot wait for the processes of payload " + quoted(name));
+            std::erase_if(waiting, [](const pollfd& p) { return p.revents != 0; });
         }
-        kill_cgroup(*cgroup, members);
+        survivors = static_cast<int>(waiting.size());
+        if (cgroup && !CgroupEvents(*cgroup).await("populated", '0', until) && survivors == 0)
+            survivors = static_cast<int>(read_cgroup_procs(*cgroup).size());
+    }
+
+    void kill() {
+        if (!exit) kill_everything();
     }
 
     // The leader has exited but is not reaped: its zombie keeps the group id reserved, so
-    // killpg cannot hit an unrelated group that reused the number. The cgroup first, as in kill().
+    // killpg cannot hit an unrelated group that reused the number.
     void finish() {
-        sweep_cgroup();
-        if (own_group) signal_all(SIGKILL);
+        if ((own_group || cgroup) && !everything_killed) kill_everything();
 
         int status = 0;
         while (::waitpid(pid, &status, 0) < 0) {
@@ -679,7 +776,11 @@ void PayloadHandle::kill() {
 
 PayloadExit PayloadHandle::terminate(std::chrono::milliseconds grace) {
     if (s_->exit) return *s_->exit;
-    s_->signal_all(SIGTERM);
+    if (s_->own_group && ::killpg(s_->pgid, SIGTERM) < 0 && errno != ESRCH)
+        throw_errno("cannot signal process group " + std::to_string(s_->pgid) + " of payload " +
+                    quoted(s_->name));
+    if (::kill(s_->pid, SIGTERM) < 0 && errno != ESRCH)
+        throw_errno("cannot signal payload " + quoted(s_->name));
     if (auto exit = wait_for(grace)) return *exit;
     s_->kill();
     return wait();
@@ -692,7 +793,8 @@ PayloadReport PayloadHandle::wait_and_capture() {
     report.out = std::move(s_->out_bytes);
     report.err = std::move(s_->err_bytes);
     report.wall_time = s_->ended - s_->started;
-    report.processes_killed = static_cast<int>(s_->killed.size());
+    report.processes_killed = static_cast<int>(s_->reached.size());
+    report.survivors = s_->survivors;
     report.escaped = s_->escaped;
     report.descendants_may_remain = !s_->own_group && !s_->cgroup;
     report.output_held_open = s_->output_held_open;
@@ -707,7 +809,7 @@ std::vector<ProcessEntry> process_table() {
     std::vector<ProcessEntry> table;
     while (const dirent* entry = ::readdir(proc.get())) {
         if (!std::isdigit(static_cast<unsigned char>(entry->d_name[0]))) continue;
-        if (auto p = read_process_entry(std::atoi(entry->d_name))) table.push_back(*p);
+        if (auto p = process_entry(std::atoi(entry->d_name))) table.push_back(*p);
     }
     return table;
 }

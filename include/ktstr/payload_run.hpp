@@ -63,8 +63,11 @@ struct PayloadReport : PayloadExit {
     CapturedOutput err;
     std::chrono::nanoseconds wall_time{};  // from fork to the leader's end
 
-    int processes_killed = 0;  // live processes our kills reached (group and cgroup)
-    int escaped = 0;           // left the process group but were found in the cgroup and killed
+    // Live processes our kill reached (group and cgroup), counted exactly: the cgroup is frozen,
+    // or the group stopped, before its members are read, so none forks past the count.
+    int processes_killed = 0;
+    int escaped = 0;    // left the process group but were found in the cgroup and killed
+    int survivors = 0;  // still alive when the kill stopped waiting for them (stuck in the kernel)
     // uses_parent_pgrp without a cgroup: only the leader was killed; its children may live on.
     bool descendants_may_remain = false;
     // Draining stopped at its time bound, not at end of file: a process outside the group
@@ -156,7 +159,8 @@ class PayloadHandle {
     std::optional<PayloadExit> try_wait();
 
     // SIGKILL to the cgroup if there is one, the group, then the leader (it may not have its own
-    // group yet).
+    // group yet); returns once every process it reached has ended (bounded, see survivors).
+    // The leader stays a zombie until a wait reaps it; orphans are reaped by their new parent.
     void kill();
     // SIGTERM to the group; SIGKILL after `grace` if the leader still runs.
     PayloadExit terminate(std::chrono::milliseconds grace);
@@ -172,11 +176,19 @@ class PayloadHandle {
 
 // One line of /proc/<pid>/stat, the fields the runtime and its tests need.
 struct ProcessEntry {
-    pid_t pid;
-    char state;  // 'R', 'S', 'Z', ...
-    pid_t ppid;
-    pid_t pgrp;
+    pid_t pid = 0;
+    char state = '?';  // 'R', 'S', 'Z', ...
+    pid_t ppid = 0;
+    pid_t pgrp = 0;
+    std::string name;                   // the command name, as the kernel keeps it (15 bytes)
+    unsigned long long start_time = 0;  // clock ticks after boot: tells a reused pid apart
+    bool kernel_thread = false;
+
+    bool alive() const noexcept { return state != 'Z' && state != 'X'; }
 };
+
+// One process's entry; nothing when it is gone.
+std::optional<ProcessEntry> process_entry(pid_t pid);
 
 // A snapshot of every process in /proc (processes that exit while it is read are skipped).
 std::vector<ProcessEntry> process_table();

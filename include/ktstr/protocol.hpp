@@ -10,6 +10,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace ktstr::protocol {
 
@@ -41,6 +42,8 @@ struct Verdict {
     bool timed_out = false;
     std::string error;  // init could not run it (spawn failed, ...)
     std::string test_result;  // a test body's result (JSON text) from $KTSTR_RESULT_FILE
+    // "pid (name)" of each process still running after the command ended, killed by init.
+    std::vector<std::string> leftover;
     double ms_boot_to_init = 0;  // guest CLOCK_BOOTTIME at init start
     double ms_command = 0;
     double ms_payload_start = 0;  // guest CLOCK_BOOTTIME when the command was spawned
@@ -86,6 +89,7 @@ inline void to_json(nlohmann::json& j, const Verdict& v) {
     if (v.signal) j["signal"] = *v.signal;
     if (!v.error.empty()) j["error"] = v.error;
     if (!v.test_result.empty()) j["test_result"] = v.test_result;
+    if (!v.leftover.empty()) j["leftover"] = v.leftover;
 }
 
 inline void from_json(const nlohmann::json& j, Verdict& v) {
@@ -94,6 +98,7 @@ inline void from_json(const nlohmann::json& j, Verdict& v) {
     v.timed_out = j.value("timed_out", false);
     v.error = j.value("error", "");
     v.test_result = j.value("test_result", "");
+    v.leftover = j.value("leftover", std::vector<std::string>{});
     v.ms_boot_to_init = j.value("ms_boot_to_init", 0.0);
     v.ms_command = j.value("ms_command", 0.0);
     v.ms_payload_start = j.value("ms_payload_start", 0.0);

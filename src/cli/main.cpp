@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include <fmt/ranges.h>
+
 #include "ktstr/elf_closure.hpp"
 #include "ktstr/error.hpp"
 #include "ktstr/fd.hpp"
@@ -288,6 +290,10 @@ int cmd_shell(Args& args) {
     }
     if (auto phases = run_phases(ms_pack, r))
         log(LogLevel::Debug, "phases: {}", format_phases(*phases));
+    if (const auto& left = r.verdict.leftover; !left.empty())
+        log(LogLevel::Warn, "{} {} still running when the command ended and had to be killed: {}",
+            left.size(), left.size() == 1 ? "process was" : "processes were",
+            fmt::join(left, ", "));
     return r.exit_code();
 }
 

@@ -16,7 +16,9 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <set>
+#include <thread>
 
 #include "ktstr/error.hpp"
 #include "ktstr/fd.hpp"
@@ -80,9 +82,8 @@ unsigned long read_taint() {
 }
 
 // Kills `root`'s descendants and their process groups (payloads run in groups of their own),
-// then `root`'s group. Not yet: a process whose parent has died is reparented to init and
-// found no more; init kills it when the guest's command ends. (A cgroup for the body would
-// find it, but would change the cgroup every test body sees and slows payload kills.)
+// then `root`'s group. A process whose parent has died is reparented to init and found no more
+// here: end_leftovers() finds it once the body has ended.
 void kill_process_tree(pid_t root) {
     std::set<pid_t> tree = {root};
     std::set<pid_t> groups = {root};
@@ -100,10 +101,98 @@ void kill_process_tree(pid_t root) {
     for (pid_t p : tree) ::kill(p, SIGKILL);
 }
 
+// --- What outlives the body ------------------------------------------------------------------
+
+constexpr auto kLeftoverBound = 2s;
+
+// A user process, told apart from a later one that reuses its pid.
+using ProcessKey = std::pair<pid_t, unsigned long long>;
+
+std::set<ProcessKey> user_processes() {
+    std::set<ProcessKey> keys;
+    for (const auto& p : process_table())
+        if (!p.kernel_thread && p.pid != 1) keys.insert({p.pid, p.start_time});
+    return keys;
+}
+
+bool descends_from(pid_t ancestor, pid_t pid, const std::map<pid_t, pid_t>& parents) {
+    for (int depth = 0; pid > 1 && depth < 1024; ++depth) {
+        if (pid == ancestor) return true;
+        auto up = parents.find(pid);
+        if (up == parents.end()) return false;
+        pid = up->second;
+    }
+    return false;
+}
+
+struct Leftover {
+    ProcessEntry entry;
+    Fd pidfd;
+};
+
+// Every user process started since `before` that is not ours (the scheduler and its children
+// are) gets SIGKILL, in rounds until one finds nothing new: a dying process may have forked
+// just before its kill.
+std::vector<Leftover> kill_new_processes(const std::set<ProcessKey>& before) {
+    std::vector<Leftover> killed;
+    std::set<pid_t> seen;
+    for (bool found = true; found;) {
+        found = false;
+        auto table = process_table();
+        std::map<pid_t, pid_t> parents;
+        for (const auto& p : table) parents[p.pid] = p.ppid;
+        for (auto& p : table) {
+            // Children of kthreadd (pid 2) are the kernel's user-mode helpers, not the body's.
+            if (p.kernel_thread || p.pid == 1 || p.ppid == 2 || !p.alive() || seen.count(p.pid) ||
+                before.count({p.pid, p.start_time}) || descends_from(::getpid(), p.pid, parents))
+                continue;
+            Fd fd(static_cast<int>(::syscall(SYS_pidfd_open, p.pid, 0)));
+            seen.insert(p.pid);
+            if (!fd) continue;  // already gone
+            ::syscall(SYS_pidfd_send_signal, fd.get(), SIGKILL, nullptr, 0);
+            killed.push_back({std::move(p), std::move(fd)});
+            found = true;
+        }
+    }
+    return killed;
+}
+
+bool reaped(const ProcessEntry& e) {
+    auto now = process_entry(e.pid);
+    return !now || now->start_time != e.start_time;  // gone, or the pid was reused
+}
+
+// Kills what the body left behind, waits until init has reaped it, and says what it was. A
+// process that left its payload's group and cgroup (setsid after a double fork) is reparented
+// to init, out of every handle's reach; nothing of the body may outlive it.
+std::vector<std::string> end_leftovers(const std::set<ProcessKey>& before) {
+    auto killed = kill_new_processes(before);
+    if (killed.empty()) return {};
+
+    auto until = Clock::now() + kLeftoverBound;
+    std::string names;
+    std::vector<std::string> stuck;
+    for (auto& k : killed) {
+        while (!reaped(k.entry) && Clock::now() < until) std::this_thread::sleep_for(10ms);
+        auto name = std::to_string(k.entry.pid) + " (" + k.entry.name + ")";
+        names += (names.empty() ? "" : ", ") + name;
+        if (!reaped(k.entry)) stuck.push_back(name);
+    }
+    std::vector<std::string> messages = {
+        std::to_string(killed.size()) + (killed.size() == 1 ? " process" : " processes") +
+        " outlived the test body and had to be killed: " + names +
+        " (reparented to init, beyond every payload's kill: a payload's process that calls "
+        "setsid, with no cgroup to find it, escapes its kill)"};
+    for (const auto& s : stuck)
+        messages.push_back(s + " was still not reaped " + std::to_string(kLeftoverBound.count()) +
+                           " s after SIGKILL");
+    return messages;
+}
+
 // A test body (or a command) running in its own process group, in a child process.
 class BodyProcess {
   public:
-    explicit BodyProcess(const BodyMain& main) {
+    explicit BodyProcess(const BodyMain& main) : before_(user_processes()) {
         result_.reset(::memfd_create("ktstr-body-result", MFD_CLOEXEC));
         if (!result_) throw_errno("cannot create the test body's result file");
         std::cout.flush();
@@ -129,6 +218,8 @@ class BodyProcess {
     int pidfd() const { return pidfd_.get(); }
     // How its process ended, once try_result() has seen it end.
     const std::optional<PayloadExit>& exit() const { return exit_; }
+    // After it ended: kills and reaps what it left running (see end_leftovers).
+    std::vector<std::string> end_leftovers() const { return suite::end_leftovers(before_); }
 
     // Its result once it has ended; nothing while it runs.
     std::optional<AssertResult> try_result() {
@@ -165,6 +256,7 @@ class BodyProcess {
     Fd pidfd_, result_;
     bool ended_ = false;
     std::optional<PayloadExit> exit_;
+    std::set<ProcessKey> before_;  // the user processes running before it started
 };
 
 // --- Watching the body and the scheduler ----------------------------------------------------
@@ -212,16 +304,9 @@ std::vector<std::string> state_loss(KernelLog& log, double at_s) {
     return messages;
 }
 
-// Runs the body under the watch. `timeout_s` 0: no deadline of its own.
-void run_watched(GuardedRun& run, double timeout_s, Watch w) {
-    auto started = Clock::now();
-    std::optional<Clock::time_point> deadline;
-    if (timeout_s > 0)
-        deadline = started + std::chrono::duration_cast<Clock::duration>(
-                                 std::chrono::duration<double>(timeout_s));
-    std::optional<AssertResult> result;
-    auto event = watch(w, deadline, result);
-    double at_s = std::chrono::duration<double>(Clock::now() - started).count();
+// What the watch saw end first, into `run`.
+void judge_event(GuardedRun& run, double timeout_s, Watch& w, Event event, double at_s,
+                 std::optional<AssertResult> result) {
     if (event == Event::BodyEnded) {
         run.body = std::move(result);
         run.body_exit = w.body.exit();
@@ -238,6 +323,21 @@ void run_watched(GuardedRun& run, double timeout_s, Watch w) {
     run.scheduler_lost = true;
     auto lost = w.scheduler ? w.scheduler->report_loss(w.log, at_s) : state_loss(w.log, at_s);
     run.problems.insert(run.problems.end(), lost.begin(), lost.end());
+}
+
+// Runs the body under the watch. `timeout_s` 0: no deadline of its own.
+void run_watched(GuardedRun& run, double timeout_s, Watch w) {
+    auto started = Clock::now();
+    std::optional<Clock::time_point> deadline;
+    if (timeout_s > 0)
+        deadline = started + std::chrono::duration_cast<Clock::duration>(
+                                 std::chrono::duration<double>(timeout_s));
+    std::optional<AssertResult> result;
+    auto event = watch(w, deadline, result);
+    double at_s = std::chrono::duration<double>(Clock::now() - started).count();
+    judge_event(run, timeout_s, w, event, at_s, std::move(result));
+    auto left = w.body.end_leftovers();
+    run.problems.insert(run.problems.end(), left.begin(), left.end());
 }
 
 // --- A body under its scheduler ---------------------------------------------------------

@@ -293,7 +293,9 @@ TEST_CASE("uses_parent_pgrp kills the leader only and says so", "[payload]") {
 TEST_CASE("stress-ng --fork: nothing of the group remains 1 s after kill()", "[payload]") {
     OrphanReaper reaper;
     auto handle = PayloadRun("stress-ng").args({"--fork", "4", "--timeout", "60"}).spawn();
-    std::this_thread::sleep_for(300ms);  // let it fork its workers
+    auto until = Clock::now() + 10s;  // let it fork its workers (slow on a loaded host)
+    while (group_members(handle.pgid()).size() < 2 && Clock::now() < until)
+        std::this_thread::sleep_for(10ms);
     REQUIRE(group_members(handle.pgid()).size() > 1);
 
     handle.kill();
@@ -301,6 +303,69 @@ TEST_CASE("stress-ng --fork: nothing of the group remains 1 s after kill()", "[p
     CHECK(report.signal == SIGKILL);
     CHECK(report.processes_killed > 1);
     CHECK(group_gone_within(handle.pgid(), 1s));
+}
+
+TEST_CASE("kill() returns once every process of the group has ended", "[payload]") {
+    OrphanReaper reaper;
+    ktstr::TempDir tmp;
+    auto ready = tmp.path() / "ready";
+    auto handle =
+        shell("sleep 1000 & sleep 1000 & echo $$ > '" + ready.string() + "'; wait").spawn();
+    wait_for_pid_file(ready);
+    REQUIRE(group_members(handle.pgid()).size() == 3);
+
+    handle.kill();
+    for (const auto& p : group_members(handle.pgid())) CHECK(p.state == 'Z');  // none runs
+    auto report = handle.wait_and_capture();
+    CHECK(report.processes_killed == 3);
+    CHECK(report.survivors == 0);
+}
+
+// Orphans come to this test (OrphanReaper), so every process of the payload is reaped here or
+// by the handle: those that died of SIGKILL are exactly the processes the kill reached.
+TEST_CASE("a fork bomb's kill count is exact", "[payload][cgroup]") {
+    TestCgroup cgroup;
+    if (cgroup.dir.empty()) SKIP(cgroup.why_not);
+    OrphanReaper reaper;
+    for (int round = 0; round < 5; ++round) {
+        auto handle = PayloadRun("stress-ng")
+                          .args({"--fork", "8", "--timeout", "60"})
+                          .cgroup(cgroup.dir)
+                          .spawn();
+        std::this_thread::sleep_for(std::chrono::milliseconds(60 * round));
+        handle.kill();
+        auto report = handle.wait_and_capture();
+
+        int died_of_sigkill = report.signal == SIGKILL;
+        siginfo_t info{};
+        while (::waitid(P_ALL, 0, &info, WEXITED | WNOHANG) == 0 && info.si_pid != 0) {
+            if (info.si_code == CLD_KILLED && info.si_status == SIGKILL) ++died_of_sigkill;
+            info = {};
+        }
+        CHECK(info.si_pid == 0);  // no child left running
+        CHECK(report.processes_killed == died_of_sigkill);
+        CHECK(report.survivors == 0);
+    }
+}
+
+TEST_CASE("a process entry reads a name with spaces and parentheses", "[payload]") {
+    ktstr::TempDir tmp;
+    auto odd = tmp.path() / "a b) (c";
+    std::filesystem::create_symlink("/bin/sleep", odd);
+    auto handle = PayloadRun(odd.string()).arg("1000").spawn();
+    std::optional<ktstr::ProcessEntry> entry;
+    for (int i = 0; i < 200 && !(entry = ktstr::process_entry(handle.pid()),
+                               entry && entry->name == "a b) (c");
+         ++i)
+        std::this_thread::sleep_for(5ms);  // the name changes at exec
+    REQUIRE(entry);
+    CHECK(entry->name == "a b) (c");
+    CHECK(entry->pgrp == handle.pid());
+    CHECK(entry->ppid == ::getpid());
+    CHECK(entry->alive());
+    CHECK_FALSE(entry->kernel_thread);
+    CHECK(entry->start_time > 0);
+    handle.kill();
 }
 
 TEST_CASE("20 spawn/kill cycles leave no zombie and no leaked fd", "[payload]") {

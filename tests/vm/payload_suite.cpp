@@ -1,9 +1,12 @@
 // The payload runtime (PayloadRun, PayloadHandle) inside the real guest: real stress-ng and
 // fio, the guest's cgroup2, and busybox as the shell. Each KTSTR_TEST boots its own VM.
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -55,6 +58,13 @@ int group_size(pid_t pgid) {
     for (const auto& p : ktstr::process_table())
         if (p.pgrp == pgid) ++n;
     return n;
+}
+
+// No process of the group left, zombies included, in one atomic look: killpg finds a zombie
+// until it is reaped. A /proc scan answers the same, but takes long enough in a loaded TCG
+// guest (see the printed scan time) to blur when the group emptied.
+bool no_process_in_group(pid_t pgid) {
+    return ::killpg(pgid, 0) != 0 && errno == ESRCH;
 }
 
 bool is_running(pid_t pid) {
@@ -163,33 +173,52 @@ bool workers_started(const Cgroup& cgroup, int members, std::chrono::millisecond
     return started;
 }
 
-// kill(), capture: within 1 s of the kill nothing of the group and nothing in the cgroup is left.
+// kill() returns only once everything it reached has ended, within 1 s, and init has reaped
+// the orphans' zombies (we reap the leader) within 1 s of the kill too: /proc then shows
+// nothing of the group and the cgroup is empty.
 AssertResult kill_leaves_nothing(ktstr::PayloadHandle handle, const Cgroup& cgroup, int workers) {
     auto result = AssertResult::pass();
     result.expect(workers_started(cgroup, workers + 1, 1500ms),
                   fmt::format("the payload never had {} workers in its cgroup", workers));
     int members_at_kill = int(cgroup.procs().size());
+    pid_t pgid = handle.pgid();
 
     auto killed_at = Clock::now();
     handle.kill();
+    auto kill_took = Clock::now() - killed_at;
+    // cgroup.procs lists no zombie: what it shows still runs. One read, so the check does not
+    // hold back the leader's reaping the way a /proc scan would.
+    auto running_after_kill = cgroup.procs().size();
     auto report = handle.wait_and_capture();
     auto captured = Clock::now() - killed_at;
-    auto group_gone = first_seen(killed_at, [&] { return group_size(handle.pgid()) == 0; });
-    auto cgroup_empty = first_seen(killed_at, [&] { return cgroup.procs().empty(); });
+    auto gone = first_seen(killed_at, [&] { return no_process_in_group(pgid); });
+    int in_proc = group_size(pgid);
+
+    auto scan_started = Clock::now();
+    ktstr::process_table();
+    auto scan_took = Clock::now() - scan_started;
 
     result.expect(report.signal == SIGKILL, "the leader " + report.describe());
     result.expect(report.processes_killed >= workers + 1,
                   fmt::format("kills reached {} processes, the cgroup had {}",
                               report.processes_killed, members_at_kill));
-    result.expect(group_gone.within(1s), fmt::format("group {} was empty only {} after kill()",
-                                                     handle.pgid(), group_gone.text()));
-    result.expect(cgroup_empty.within(1s), fmt::format("{} was empty only {} after kill()",
-                                                       cgroup.dir().string(), cgroup_empty.text()));
+    result.expect(report.survivors == 0, fmt::format("{} survivors", report.survivors));
+    result.expect(kill_took <= 1s, fmt::format("kill() took {:.3f} s", seconds(kill_took)));
+    result.expect(running_after_kill == 0,
+                  fmt::format("{} processes of the payload still ran when kill() returned",
+                              running_after_kill));
+    result.expect(gone.within(1s), fmt::format("group {} was gone (zombies reaped) only {} after "
+                                               "kill()",
+                                               pgid, gone.text()));
+    result.expect(in_proc == 0, fmt::format("/proc still shows {} processes of group {} after "
+                                            "killpg found none",
+                                            in_proc, pgid));
+    result.expect(cgroup.procs().empty(), cgroup.dir().string() + " is not empty");
     fmt::print(
-        "{} in the cgroup at kill; captured after {:.3f} s, cgroup empty after {}; "
-        "{} killed, {} escaped\n",
-        members_at_kill, seconds(captured), cgroup_empty.text(), report.processes_killed,
-        report.escaped);
+        "{} in the cgroup at kill; kill() took {:.3f} s, captured after {:.3f} s, group gone "
+        "after {}; one /proc scan {:.1f} ms; {} killed, {} escaped\n",
+        members_at_kill, seconds(kill_took), seconds(captured), gone.text(),
+        1e3 * seconds(scan_took), report.processes_killed, report.escaped);
     return result;
 }
 
@@ -234,7 +263,7 @@ KTSTR_TEST(killed_pipeline_capture_returns_promptly, .timeout_s = 120) {
     handle.kill();
     auto report = handle.wait_and_capture();
     auto took = Clock::now() - killed_at;
-    auto group_gone = first_seen(killed_at, [&] { return group_size(handle.pgid()) == 0; });
+    auto group_gone = first_seen(killed_at, [&] { return no_process_in_group(handle.pgid()); });
 
     return AssertResult::pass()
         .expect(started, "the pipeline never had its three processes")
@@ -252,7 +281,7 @@ KTSTR_TEST(grandchild_holding_stdout_does_not_hang_capture, .timeout_s = 120) {
     pid_t pgid = handle.pgid();
     auto report = handle.wait_and_capture();
     auto captured_at = Clock::now();
-    auto group_gone = first_seen(captured_at, [&] { return group_size(pgid) == 0; });
+    auto group_gone = first_seen(captured_at, [&] { return no_process_in_group(pgid); });
 
     // Held open, the capture would end at the 500 ms drain bound and say so.
     auto took = captured_at - started;
@@ -325,7 +354,7 @@ KTSTR_TEST(exception_with_live_handle_leaves_nothing, .timeout_s = 120) {
     } catch (const std::runtime_error&) {
     }
 
-    auto group_gone = first_seen(thrown_at, [&] { return group_size(pgid) == 0; });
+    auto group_gone = first_seen(thrown_at, [&] { return no_process_in_group(pgid); });
     return AssertResult::pass()
         .expect(started, "the pipeline never had its three processes")
         .expect(group_gone.within(1s),
@@ -397,6 +426,55 @@ KTSTR_TEST(spawn_kill_cycles_leave_no_zombie_or_fd, .payload = &stress_ng, .time
         .expect(cgroup_empty, "processes are left in the cgroup")
         .expect(no_zombies,
                 fmt::format("{} zombies in the guest 1 s after the cycles", zombies_anywhere()));
+}
+
+// Every process of a fork bomb (stress-ng --fork 8, killed at many points of its start-up and
+// run) ends up reaped here: the body adopts orphans (a subreaper) and the handle reaps the
+// leader. Those that died of SIGKILL are exactly the processes the kill reached.
+int reap_adopted_killed(bool& all_ended) {
+    int killed = 0;
+    all_ended = true;
+    for (;;) {
+        siginfo_t info{};
+        if (::waitid(P_ALL, 0, &info, WEXITED | WNOHANG) != 0) return killed;  // no child left
+        if (info.si_pid == 0) {
+            all_ended = false;  // a child still runs
+            return killed;
+        }
+        if (info.si_code == CLD_KILLED && info.si_status == SIGKILL) ++killed;
+    }
+}
+
+KTSTR_TEST(fork_bomb_kill_count_is_exact, .payload = &stress_ng, .timeout_s = 300) {
+    constexpr int kRounds = 12;
+    if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) ktstr::throw_errno("cannot become a subreaper");
+    Cgroup cgroup("forkbomb");
+    auto result = AssertResult::pass();
+    int largest = 0;
+    for (int round = 0; round < kRounds; ++round) {
+        auto handle = ctx.payload(stress_ng)
+                          .args({"--fork", "8", "--timeout", "60"})
+                          .cgroup(cgroup.dir())
+                          .spawn();
+        if (round % 3 == 2)
+            workers_started(cgroup, 9, std::chrono::milliseconds(100 * round));
+        else
+            std::this_thread::sleep_for(std::chrono::milliseconds(50 * round));
+        handle.kill();
+        auto report = handle.wait_and_capture();
+
+        bool all_ended = false;
+        int died_of_sigkill = (report.signal == SIGKILL) + reap_adopted_killed(all_ended);
+        largest = std::max(largest, died_of_sigkill);
+        result.expect(all_ended, fmt::format("round {}: a process still ran after kill()", round));
+        result.expect(report.processes_killed == died_of_sigkill,
+                      fmt::format("round {}: processes_killed {}, but {} died of SIGKILL", round,
+                                  report.processes_killed, died_of_sigkill));
+    }
+    fmt::print("{} rounds, at most {} processes killed at once\n", kRounds, largest);
+    return result.expect(largest > 9, fmt::format("no kill reached more than {} processes "
+                                                  "(stress-ng's leader and 8 workers)",
+                                                  largest));
 }
 
 // --- Output --------------------------------------------------------------------------------------

@@ -38,6 +38,15 @@ case $case_name in
     # A background child keeps stdout open after the command exits.
     run shell --timeout 60 --exec '(sleep 1000 &); echo parent-done'
     expect_rc 0; expect_out '^parent-done$' ;;
+  orphan_reported)
+    # The setsid'd shell exits at once: its sleep is an orphan of init, in a session of its own,
+    # beyond the command's process group. Init kills it and the host names it.
+    run shell --timeout 60 --exec \
+      "setsid sh -c 'sleep 1000 & echo \$! > /tmp/orphan'; while [ ! -s /tmp/orphan ]; do sleep 0.1; done; cat /tmp/orphan"
+    expect_rc 0
+    orphan=$(cat "$work/out")
+    [ -n "$orphan" ] || fail "the command did not print the orphan's pid"
+    expect_err "1 process was still running when the command ended and had to be killed: $orphan \\(sleep\\)" ;;
   panic)
     run shell --exec 'echo c > /proc/sysrq-trigger; sleep 100'
     expect_rc 125; expect_err 'kernel panic'; expect_err 'sysrq' ;;
