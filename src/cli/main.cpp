@@ -78,7 +78,8 @@ as in --timeout=5):
                             600, 0: none)
   --boot-timeout S          fail when the guest has not started in S seconds
                             (default: 120 under TCG, 30 under KVM, plus the
-                            time to unpack the initramfs: 1 s per TCG_RATE MB)
+                            time to unpack the initramfs: 1 s per 5 MB
+                            under TCG, per 50 MB under KVM)
   --cmdline WORD            append WORD to the kernel command line (repeatable)
   --no-cache                write the initramfs afresh into a temp dir instead
                             of using the initramfs cache (see `ktstr cache`)

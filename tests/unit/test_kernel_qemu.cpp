@@ -175,7 +175,8 @@ TEST_CASE("the default boot timeout grows with the initramfs", "[qemu]") {
     using ktstr::default_boot_timeout_s;
     CHECK(default_boot_timeout_s(Accel::Tcg, 0) == 120);
     CHECK(default_boot_timeout_s(Accel::Kvm, 0) == 30);
-    CHECK(default_boot_timeout_s(Accel::Tcg, 1ull << 30) > 120 + 1024 / 10.0);
+    // Twice the 11 MB/s measured under TCG (see vm_run.cpp).
+    CHECK(default_boot_timeout_s(Accel::Tcg, 1ull << 30) >= 120 + 2 * 1024 / 11.0);
     CHECK(default_boot_timeout_s(Accel::Tcg, 1ull << 30) > default_boot_timeout_s(Accel::Tcg, 1 << 20));
 }
 

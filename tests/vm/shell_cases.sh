@@ -174,12 +174,13 @@ PY
     KTSTR_KERNEL="$work/k" "$ktstr" kernel list >"$work/out" 2>"$work/err"; rc=$?
     expect_rc 0
     [ "$(head -1 "$work/out")" = "$work/k/vmlinuz  (chosen: \`ktstr shell\` boots this one)" ] || fail "first: $(head -1 "$work/out")"
-    expect_out '^  found by: KTSTR_KERNEL$'; expect_out "^$real\$"
+    expect_out '^  found by: KTSTR_KERNEL$'; grep -qxF "$real" "$work/out" || fail "$real not listed"
     [ "$(grep -c chosen "$work/out")" = 1 ] || fail "more than one kernel marked chosen"
     run kernel list --kernel="$work/k/vmlinuz"
     expect_rc 0; expect_out '^  found by: --kernel$'
     KTSTR_KERNEL="$work/none" "$ktstr" kernel list >"$work/out" 2>"$work/err"; rc=$?
-    expect_rc 1; expect_err "$work/none.*KTSTR_KERNEL"; expect_out "^$real\$" ;;
+    expect_rc 1; expect_err "$work/none.*KTSTR_KERNEL"
+    grep -qxF "$real" "$work/out" || fail "$real not listed" ;;
   verbose_streams)
     # -v shows the kernel log while the guest runs, not only at the end.
     "$ktstr" shell -v --exec 'sleep 15' >"$work/out" 2>"$work/err" &
@@ -193,7 +194,7 @@ PY
     run shell --cmdline rdinit=/nonexistent --exec true
     expect_rc 125; expect_err "kernel panic: before the guest's hello"; expect_err 'rdinit='
     ! grep -q 'retr' "$work/err" || fail "a configuration's panic was retried"
-    head -c 300M /dev/zero >"$work/big"
+    head -c 130M /dev/zero >"$work/big"  # fits QEMU's initrd limit, not the guest's memory
     run shell --no-cache --memory 160 -i "$work/big" --exec true
     expect_rc 125; expect_err 'ran out of memory \(160 MB'; expect_err 'raise --memory'
     ! grep -q 'retr' "$work/err" || fail "an out-of-memory panic was retried" ;;
@@ -205,9 +206,11 @@ PY
     [ $(( $(date +%s) - start )) -lt 150 ] || fail "the panic took $(( $(date +%s) - start )) s to notice" ;;
   qemu_refuses)
     # QEMU itself fails: its own words come back, not an internal error.
-    head -c 4096 /dev/urandom >"$work/not-a-kernel"
+    # A boot header of protocol 1.0, which cannot take an initrd.
+    head -c 4096 /dev/zero >"$work/not-a-kernel"
+    printf 'HdrS\000\001' | dd of="$work/not-a-kernel" bs=1 seek=$((0x202)) conv=notrunc 2>/dev/null
     run shell --kernel "$work/not-a-kernel" --exec true
-    expect_rc 125; expect_err 'qemu exited'; expect_err 'invalid kernel header' ;;
+    expect_rc 125; expect_err 'qemu exited'; expect_err 'kernel too old to load a ram disk' ;;
   interrupted_cleans_up)
     # SIGINT while the VM runs: exit 130, QEMU gone, no temp dir left.
     mkdir "$work/tmp"
