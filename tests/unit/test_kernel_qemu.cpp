@@ -141,33 +141,32 @@ TEST_CASE("a panic is the kernel's own line, not a command echoing the words", "
 
 TEST_CASE("only the TCG early-boot race is retried; a configuration's panic says what to change",
           "[qemu]") {
-    const std::string race =
-        "[    0.91] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI\r\n"
-        "[    0.91] RIP: 0010:enqueue_task_fair+0x1/0x8a0\r\n"
-        "[    0.92] Kernel panic - not syncing: Fatal exception\r\n";
-    auto r = ktstr::explain_early_panic(race, 640, 120 << 20);
-    CHECK(r.boot_race);
-    CHECK_THAT(r.reason, ContainsSubstring("Kernel panic - not syncing: Fatal exception;") &&
-                             ContainsSubstring("text-patching race"));
-
-    auto oom = ktstr::explain_early_panic(
-        "[    2.1] Initramfs unpacking failed: write error\n"
-        "[    3.0] Kernel panic - not syncing: System is deadlocked on memory\n", 160, 300 << 20);
-    CHECK_FALSE(oom.boot_race);
-    CHECK_THAT(oom.reason, ContainsSubstring("ran out of memory (160 MB for a 300 MB initramfs)") &&
-                               ContainsSubstring("--memory"));
-
-    auto no_init = ktstr::explain_early_panic(
-        "[    1.0] Kernel panic - not syncing: VFS: Unable to mount root fs on "
-        "unknown-block(0,0)\n", 640, 1 << 20);
-    CHECK_FALSE(no_init.boot_race);
-    CHECK_THAT(no_init.reason, ContainsSubstring("rdinit="));
-
-    // An int3 oops after the panic did not cause it; unknown panics are not retried either.
-    auto other = ktstr::explain_early_panic(
-        "[    1.0] Kernel panic - not syncing: something\n[    1.1] Oops: int3\n", 640, 0);
-    CHECK_FALSE(other.boot_race);
-    CHECK_THAT(other.reason, ContainsSubstring("not retried"));
+    struct Case {
+        const char* console;
+        bool boot_race;
+        const char* says;
+    };
+    // Console lines as the 7.3 kernel prints them (the memory one from --memory 160 with a
+    // 130 MB include file).
+    const Case cases[] = {
+        {"[    0.91] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI\r\n"
+         "[    0.91] RIP: 0010:enqueue_task_fair+0x1/0x8a0\r\n"
+         "[    0.92] Kernel panic - not syncing: Fatal exception\r\n",
+         true, "Kernel panic - not syncing: Fatal exception; an int3 oops"},
+        {"[    2.06] Kernel panic - not syncing: System is deadlocked on memory\r\n", false,
+         "ran out of memory (160 MB for a 300 MB initramfs): raise --memory"},
+        {"[    1.0] Kernel panic - not syncing: VFS: Unable to mount root fs on "
+         "unknown-block(0,0)\n",
+         false, "check the --cmdline words (rdinit="},
+        // An int3 oops after the panic did not cause it; unknown panics are not retried.
+        {"[    1.0] Kernel panic - not syncing: something\n[    1.1] Oops: int3\n", false,
+         "not retried"},
+    };
+    for (const auto& c : cases) {
+        auto r = ktstr::explain_early_panic(c.console, 160, 300 << 20);
+        CHECK(r.boot_race == c.boot_race);
+        CHECK_THAT(r.reason, ContainsSubstring(c.says));
+    }
 }
 
 TEST_CASE("the default boot timeout grows with the initramfs", "[qemu]") {
