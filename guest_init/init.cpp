@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -316,17 +317,37 @@ Fd open_terminal() {
     return Fd::open("/dev/ttyS0", O_RDWR | O_NOCTTY);
 }
 
+// Piped input read as a script: lines as they are, only ^D (end of input) special, no echo.
+// Init keeps the terminal open, so what the host sends from now on waits in its buffer.
+void make_script_input(int tty) {
+    termios t{};
+    if (::tcgetattr(tty, &t) != 0) throw_errno("cannot read the settings of /dev/ttyS0");
+    t.c_iflag &= ~tcflag_t(ICRNL | INLCR | IGNCR | IXON | IXOFF | ISTRIP | BRKINT);
+    t.c_lflag &= ~tcflag_t(ECHO | ECHOE | ECHOK | ECHONL | ISIG | IEXTEN);
+    t.c_lflag |= ICANON;
+    for (int c : {VERASE, VKILL, VEOL, VEOL2}) t.c_cc[c] = _POSIX_VDISABLE;
+    if (::tcsetattr(tty, TCSANOW, &t) != 0) throw_errno("cannot set up /dev/ttyS0 for input");
+}
+
+ktstr::PayloadRun shell_payload(const protocol::Job& job, const Ports& ports, int tty) {
+    if (!job.script_input) return ktstr::PayloadRun("/bin/sh").controlling_terminal(tty);
+    make_script_input(tty);
+    protocol::Job script = job;
+    script.command = "exec /bin/sh -s </dev/ttyS0";
+    return command_payload(script, ports);
+}
+
 protocol::Verdict run_job(const protocol::Job& job, const Ports& ports, ChildDeaths& deaths) {
     protocol::Verdict verdict;
     auto started = Clock::now();
     verdict.ms_payload_start = boottime_ms();
     try {
         Fd terminal = job.interactive ? open_terminal() : Fd();
-        auto run = job.interactive
-                       ? ktstr::PayloadRun("/bin/sh").controlling_terminal(terminal.get())
-                       : command_payload(job, ports);
+        auto run = job.interactive ? shell_payload(job, ports, terminal.get())
+                                   : command_payload(job, ports);
         say(Level::info, job.interactive ? "starting a shell" : "running: " + job.command);
         auto payload = run.spawn();
+        send_line(ports.ctl.get(), {{"type", "started"}});
         auto exit = wait_reaping(payload, deaths);
         verdict.exit_code = exit.exit_code;
         verdict.signal = exit.signal;

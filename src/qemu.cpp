@@ -98,11 +98,9 @@ std::vector<std::string> qemu_argv(const QemuConfig& c) {
     a.insert(a.end(), {"-m", std::to_string(c.memory_mb)});
     a.insert(a.end(), {"-kernel", c.kernel.string(), "-initrd", c.initramfs.string()});
     a.insert(a.end(), {"-append", kernel_cmdline(c)});
-    if (c.console_on_stdio) {
-        a.insert(a.end(), {"-chardev", "stdio,id=con,signal=off,logfile=" + c.console_log.string()});
-    } else {
-        a.insert(a.end(), {"-chardev", "file,id=con,path=" + c.console_log.string()});
-    }
+    // ktstr reads the console itself: it streams it, spots a panic as it is printed, and
+    // relays an interactive shell's input only once the guest is ready to read it.
+    a.insert(a.end(), {"-chardev", chardev_socket("con", c.console_socket)});
     a.insert(a.end(), {"-serial", "chardev:con"});
     a.insert(a.end(), {"-device", "virtio-serial-pci,id=vser"});
     const std::pair<const char*, const fs::path*> ports[] = {

@@ -1,5 +1,6 @@
 // What host and guest say to each other. Three virtio-serial ports:
-//   ktstr.ctl  JSON lines both ways: guest "hello", host "job", guest "verdict".
+//   ktstr.ctl  JSON lines both ways: guest "hello", host "job", guest "started" (the command
+//              or shell is running and the console is open for input), guest "verdict".
 //   ktstr.out  the command's stdout, raw bytes.
 //   ktstr.err  the command's stderr, raw bytes.
 // The guest init sets KTSTR_RESULT_FILE for the command; what the command
@@ -30,6 +31,9 @@ struct Hello {
 struct Job {
     std::string command;      // run with `sh -c`; empty with interactive
     bool interactive = false;  // a shell on the console instead of a command
+    // With interactive: the host's input is not a terminal, so the shell reads its commands
+    // from the console like `sh -s` (no prompt, no echo) and writes on ktstr.out/ktstr.err.
+    bool script_input = false;
     double timeout_s = 0;     // 0: none; past it the command's group is killed
     std::map<std::string, std::string> env;
     bool verbose = false;
@@ -67,12 +71,14 @@ inline void from_json(const nlohmann::json& j, Hello& h) {
 
 inline void to_json(nlohmann::json& j, const Job& job) {
     j = {{"type", "job"},          {"command", job.command}, {"interactive", job.interactive},
-         {"timeout_s", job.timeout_s}, {"env", job.env},       {"verbose", job.verbose}};
+         {"script_input", job.script_input}, {"timeout_s", job.timeout_s},
+         {"env", job.env}, {"verbose", job.verbose}};
 }
 
 inline void from_json(const nlohmann::json& j, Job& job) {
     job.command = j.value("command", "");
     job.interactive = j.value("interactive", false);
+    job.script_input = j.value("script_input", false);
     job.timeout_s = j.value("timeout_s", 0.0);
     job.env = j.value("env", std::map<std::string, std::string>{});
     job.verbose = j.value("verbose", false);

@@ -3,6 +3,7 @@
 // covers boot, the run, and shutdown.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <string>
 
@@ -19,11 +20,16 @@ struct VmSpec {
     Topology topology;
     int memory_mb = 1024;
     std::vector<std::string> cmdline_extra;
-    double boot_timeout_s = 0;  // 0: chosen from the accelerator
-    bool interactive = false;   // console on our terminal
+    double boot_timeout_s = 0;  // 0: default_boot_timeout_s()
     bool verbose = false;
     int stdout_fd = 1;  // where the guest command's stdout goes
     int stderr_fd = 2;
+    // The serial console streams here as it is printed (-1: kept for the tail only).
+    int console_fd = -1;
+    // An interactive shell's input: relayed to the console from the guest's "started" on, so
+    // nothing is lost to a console nobody reads yet. At its end the shell gets ^D. A terminal
+    // is put in raw mode (Ctrl-C goes to the guest) and restored on every way out.
+    int input_fd = -1;
     // Readable when the run must stop (the caller owns the signals). Without
     // it, run_vm itself stops on SIGINT, SIGTERM and SIGHUP.
     int cancel_fd = -1;
@@ -45,6 +51,7 @@ struct VmResult {
     std::string reason;          // for every outcome but a clean verdict
     std::string console_tail;    // the last lines of the console
     int boot_attempts = 1;       // 2 when an early-boot panic was retried
+    bool boot_race = false;      // a panic before hello that looks like the TCG boot race
     double ms_total = 0;
     double ms_to_hello = 0;   // host: from just before QEMU's start to the guest's hello
     double ms_qemu_exit = 0;  // host: from just before QEMU's start to its exit
@@ -53,13 +60,30 @@ struct VmResult {
     // The exit code `ktstr shell` passes on: the command's own, 128+N for a
     // signal, 124 for a timeout, 125 for a failure of the VM itself.
     int exit_code() const;
-    bool early_panic() const { return outcome == Outcome::KernelPanic && ms_to_hello == 0; }
 };
 
 const char* outcome_name(Outcome o);
 
-// Boots, runs `job`, and returns how it ended. A panic before the guest's
-// hello is an infrastructure failure and is retried once.
+// Boots, runs `job`, and returns how it ended. A panic before the guest's hello with the
+// signature of the TCG early-boot race (an int3 oops) is retried once; any other panic is the
+// configuration's (memory, command line) and is reported with what to change.
 VmResult run_vm(const VmSpec& spec, const protocol::Job& job);
+
+// How long a guest may take to say hello: a base for the accelerator, plus the time the
+// kernel needs to unpack an initramfs of this size (measured; see the README).
+double default_boot_timeout_s(Accel accel, std::uintmax_t initramfs_bytes);
+
+// What a console says about a panic before the guest's hello: whether it is the TCG boot
+// race (worth one retry), and the reason to show, with what to change when it is ours.
+struct EarlyPanic {
+    bool boot_race = false;
+    std::string reason;
+};
+EarlyPanic explain_early_panic(const std::string& console, int memory_mb,
+                               std::uintmax_t initramfs_bytes);
+
+// The line of a console that starts a kernel panic ("[   1.2] Kernel panic - not syncing:
+// ..."), or npos.
+std::size_t find_panic(const std::string& console);
 
 }  // namespace ktstr

@@ -1,15 +1,18 @@
 // The ktstr command: boot a kernel with host binaries packed in, and run a
 // command or a shell inside it.
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <fmt/ranges.h>
@@ -50,11 +53,19 @@ constexpr const char* kShellHelp = R"(usage: ktstr shell [options]
 
 Boots a kernel with the include files and their shared libraries packed in.
 With --exec, runs CMD with `sh -c` and exits with its exit code (128+N when
-signal N ended it, 124 on timeout, 125 when the VM itself failed, 123 when
-the --scheduler failed). Without --exec, gives an interactive busybox shell
-on the console.
+signal N ended it, 124 on timeout, 125 when the VM itself failed or an option
+was wrong, 123 when the --scheduler failed). Without --exec, runs a busybox
+shell and exits with its status:
+  - on a terminal: the shell is on the console, the terminal in raw mode
+    (Ctrl-C goes to the guest; leave with `exit` or Ctrl-D);
+  - with input from a pipe or file: the shell reads it as a script (like
+    `sh -s`: no prompt, no echo; output on stdout and stderr) and ends at
+    its end. A ^D byte in the input ends it too; lines stop at 4095 bytes.
+Input typed or piped before the guest is ready waits until it is.
+stdout and stderr must be open (use >/dev/null to discard output).
 
-options:
+options (a long option takes its value as the next word or after '=',
+as in --timeout=5):
   -i, --include-files SPEC  a file or directory to pack (repeatable). A path
                             (absolute, relative, or containing '/') must
                             exist; a bare name is searched on the host PATH;
@@ -70,23 +81,30 @@ options:
                             default: $KTSTR_KERNEL, then the kernel cache,
                             then /boot (see `ktstr kernel list`)
   --accel auto|kvm|tcg      accelerator (default: $KTSTR_ACCEL, else auto)
-  --cpus N                  vCPUs (default 2)
-  --memory MB               guest memory (default: 512 + 3x the initramfs)
-  --timeout S               kill CMD after S seconds (default 600, 0: none)
+  --cpus N                  vCPUs, 1 to 255 (default 2)
+  --memory MB               guest memory, 128 to the host's RAM (default:
+                            512 + 3x the initramfs)
+  --timeout S               kill CMD after S seconds, up to 604800 (default
+                            600, 0: none)
   --boot-timeout S          fail when the guest has not started in S seconds
+                            (default: 120 under TCG, 30 under KVM, plus the
+                            time to unpack the initramfs: 1 s per 5 MB
+                            under TCG, per 50 MB under KVM)
   --cmdline WORD            append WORD to the kernel command line (repeatable)
   --compress none|gzip|lz4|zstd
                             compress the initramfs (default: none; under TCG
                             the guest's decompression costs more than it saves)
   --no-cache                write the initramfs afresh into a temp dir instead
                             of using the initramfs cache (see `ktstr cache`)
-  -v, --verbose             say what happens, with the full kernel log
+  -v, --verbose             say what happens, and stream the kernel log to
+                            stderr as the guest prints it
   -h, --help                this text
 )";
 
 constexpr const char* kInitramfsHelp = R"(usage: ktstr initramfs [-i SPEC]... (-o FILE | --list)
 
 Writes the initramfs `ktstr shell` would boot with the same -i arguments.
+A long option takes its value as the next word or after '=' (--output=FILE).
   -i, --include-files SPEC  as for `ktstr shell`
   -o, --output FILE         where to write it (newc cpio, uncompressed)
   --kernel PATH             the kernel it is for (its config is packed too)
@@ -94,27 +112,68 @@ Writes the initramfs `ktstr shell` would boot with the same -i arguments.
                             and why each entry is there
 )";
 
+// The words after the command. Long options take their value as the next word or after
+// '=' (--timeout=5); short ones as the next word.
 struct Args {
     std::vector<std::string> words;
     size_t pos = 0;
+    std::optional<std::string> inline_value;  // the part after '=' of the current option
 
     bool done() const { return pos >= words.size(); }
     const std::string& peek() const { return words[pos]; }
+    // Takes the next option, and returns its name.
+    std::string option() {
+        const auto& w = words[pos++];
+        inline_value.reset();
+        auto eq = w.find('=');
+        if (w.rfind("--", 0) != 0 || eq == std::string::npos) return w;
+        inline_value = w.substr(eq + 1);
+        return w.substr(0, eq);
+    }
     std::string value(const std::string& flag) {
-        if (pos + 1 >= words.size()) throw Error("option " + flag + " needs a value");
-        pos += 2;
-        return words[pos - 1];
+        if (inline_value) return *std::exchange(inline_value, std::nullopt);
+        if (done()) throw Error("option " + flag + " needs a value");
+        return words[pos++];
+    }
+    // For an option that takes none: `--list=yes` is an error, not silently --list.
+    bool set(const std::string& flag) const {
+        if (inline_value) throw Error("option " + flag + " takes no value");
+        return true;
     }
 };
 
-double parse_number(const std::string& flag, const std::string& text) {
-    try {
-        size_t used = 0;
-        double v = std::stod(text, &used);
-        if (used == text.size() && v >= 0) return v;
-    } catch (const std::exception&) {
-    }
-    throw Error("option " + flag + " wants a number, not " + quoted(text));
+// The largest values ktstr takes: QEMU's pc machine stops at 255 vCPUs; a week keeps every
+// deadline (in ms) well inside an int.
+constexpr long kMaxCpus = 255;
+constexpr double kMaxSeconds = 7 * 24 * 3600;
+
+long host_memory_mb() {
+    return long(::sysconf(_SC_PHYS_PAGES) / 1024 * ::sysconf(_SC_PAGE_SIZE) / 1024);
+}
+
+// A whole number from lo to hi, in plain decimal digits; `limit` says where hi comes from.
+int parse_count(const std::string& flag, const std::string& text, long lo, long hi,
+                const std::string& what, const std::string& limit) {
+    bool digits = !text.empty() && text.size() <= 9 &&
+                  text.find_first_not_of("0123456789") == std::string::npos;
+    if (digits && std::stol(text) >= lo && std::stol(text) <= hi) return int(std::stol(text));
+    throw Error(fmt::format("option {} wants a whole number {} from {} to {} ({}), not {}", flag,
+                            what, lo, hi, limit, quoted(text)));
+}
+
+// Seconds as plain decimal digits (a fraction allowed), from 0 to a week.
+double parse_seconds(const std::string& flag, const std::string& text) {
+    auto dot = text.find('.');
+    auto whole = text.substr(0, dot);
+    auto frac = dot == std::string::npos ? "" : text.substr(dot + 1);
+    auto is_digits = [](const std::string& t) {
+        return t.find_first_not_of("0123456789") == std::string::npos;
+    };
+    bool plain = !whole.empty() && whole.size() <= 9 && is_digits(whole) && is_digits(frac) &&
+                 (dot == std::string::npos || !frac.empty());
+    if (plain && std::stod(text) <= kMaxSeconds) return std::stod(text);
+    throw Error(fmt::format("option {} wants seconds from 0 to {:.0f} (a week), not {}", flag,
+                            kMaxSeconds, quoted(text)));
 }
 
 int cmd_initramfs(Args& args) {
@@ -122,11 +181,11 @@ int cmd_initramfs(Args& args) {
     std::string out, kernel;
     bool list = false;
     while (!args.done()) {
-        const auto& a = args.peek();
+        const auto a = args.option();
         if (a == "-h" || a == "--help") return fmt::print("{}", kInitramfsHelp), 0;
         if (a == "-i" || a == "--include-files") specs.push_back({args.value(a), "-i"});
         else if (a == "-o" || a == "--output") out = args.value(a);
-        else if (a == "--list") list = true, ++args.pos;
+        else if (a == "--list") list = args.set(a);
         else if (a == "--kernel") kernel = args.value(a);
         else throw Error("unknown option " + quoted(a) + " for `ktstr initramfs` (see --help)");
     }
@@ -150,25 +209,51 @@ int cmd_cache(Args& args) {
     return 0;
 }
 
+void print_kernel(const KernelInfo& k, bool chosen) {
+    const char* scx = !k.sched_ext ? "unknown (no config beside it)" : *k.sched_ext ? "yes" : "no";
+    fmt::print("{}{}\n  version: {}\n  sched_ext: {}\n  found by: {}\n", k.image.string(),
+               chosen ? "  (chosen: `ktstr shell` boots this one)" : "",
+               k.version.empty() ? "?" : k.version, scx, k.found_by);
+}
+
+// Every kernel found, the one named by --kernel or $KTSTR_KERNEL first, with the one
+// `ktstr shell` would boot (given the same --kernel) marked.
 int cmd_kernel(Args& args) {
     if (!args.done() && (args.peek() == "-h" || args.peek() == "--help"))
-        return fmt::print("usage: ktstr kernel list\n\nLists the kernels ktstr can find, in "
-                          "the order it prefers them, with\ntheir version and whether they have "
-                          "sched_ext.\n"), 0;
-    if (args.done() || args.peek() != "list" || args.words.size() > args.pos + 1)
-        throw Error("usage: ktstr kernel list");
-    auto kernels = find_kernels();
-    if (kernels.empty()) {
-        fmt::print("no kernels found; run scripts/setup.sh to fetch one\n");
-        return 1;
+        return fmt::print("usage: ktstr kernel list [--kernel PATH]\n\nLists the kernels ktstr "
+                          "can find, in the order it prefers them (--kernel,\nthen $KTSTR_KERNEL, "
+                          "then the cache, /boot and /usr/lib/modules), with their\nversion and "
+                          "whether they have sched_ext, and marks the one `ktstr shell`\nwould "
+                          "boot.\n"), 0;
+    if (args.done() || args.option() != "list") throw Error("usage: ktstr kernel list [--kernel PATH]");
+    std::string explicit_kernel;
+    while (!args.done()) {
+        const auto a = args.option();
+        if (a == "--kernel") explicit_kernel = args.value(a);
+        else throw Error("unknown option " + quoted(a) + " for `ktstr kernel list` (see --help)");
     }
-    for (const auto& k : kernels) {
-        const char* scx = !k.sched_ext ? "unknown (no config beside it)"
-                          : *k.sched_ext ? "yes" : "no";
-        fmt::print("{}\n  version: {}\n  sched_ext: {}\n  found in: {}\n", k.image.string(),
-                   k.version.empty() ? "?" : k.version, scx, k.found_by);
+
+    std::optional<KernelInfo> chosen;
+    std::string not_chosen;
+    try {
+        chosen = choose_kernel(explicit_kernel);
+    } catch (const Error& e) {
+        not_chosen = e.what();
     }
-    return 0;
+    std::vector<KernelInfo> kernels;
+    if (chosen) kernels.push_back(*chosen);
+    std::error_code ec;
+    for (auto& k : find_kernels()) {
+        bool seen = std::any_of(kernels.begin(), kernels.end(), [&](const KernelInfo& o) {
+            return fs::equivalent(o.image, k.image, ec);
+        });
+        if (!seen) kernels.push_back(std::move(k));
+    }
+    for (const auto& k : kernels) print_kernel(k, chosen && k.image == chosen->image);
+    if (chosen) return 0;
+    if (kernels.empty()) fmt::print("no kernels found\n");
+    log(LogLevel::Error, "{}", not_chosen);
+    return 1;
 }
 
 struct ShellOptions {
@@ -188,7 +273,7 @@ struct ShellOptions {
 ShellOptions parse_shell(Args& args) {
     ShellOptions o;
     while (!args.done()) {
-        const auto a = args.peek();
+        const auto a = args.option();
         if (a == "-h" || a == "--help") fmt::print("{}", kShellHelp), std::exit(0);
         if (a == "-i" || a == "--include-files") o.specs.push_back({args.value(a), "-i"});
         else if (a == "--exec") o.exec = args.value(a);
@@ -196,28 +281,49 @@ ShellOptions parse_shell(Args& args) {
         else if (a == "--scheduler-arg") o.scheduler_args.push_back(args.value(a));
         else if (a == "--kernel") o.kernel = args.value(a);
         else if (a == "--accel") o.accel = args.value(a);
-        else if (a == "--cpus") o.cpus = int(parse_number(a, args.value(a)));
-        else if (a == "--memory") o.memory_mb = int(parse_number(a, args.value(a)));
-        else if (a == "--timeout") o.timeout_s = parse_number(a, args.value(a));
-        else if (a == "--boot-timeout") o.boot_timeout_s = parse_number(a, args.value(a));
+        else if (a == "--cpus")
+            o.cpus = parse_count(a, args.value(a), 1, kMaxCpus, "of vCPUs", "QEMU's pc machine");
+        else if (a == "--memory")
+            o.memory_mb = parse_count(a, args.value(a), 128, host_memory_mb(), "of MB",
+                                      "the host's RAM");
+        else if (a == "--timeout") o.timeout_s = parse_seconds(a, args.value(a));
+        else if (a == "--boot-timeout") o.boot_timeout_s = parse_seconds(a, args.value(a));
         else if (a == "--cmdline") o.cmdline.push_back(args.value(a));
-        else if (a == "-v" || a == "--verbose") o.verbose = true, ++args.pos;
-        else if (a == "--no-cache") o.cache = false, ++args.pos;
+        else if (a == "-v" || a == "--verbose") o.verbose = args.set(a);
+        else if (a == "--no-cache") o.cache = !args.set(a);
         else if (a == "--compress") o.compression = parse_compression(args.value(a), a);
         else throw Error("unknown option " + quoted(a) + " for `ktstr shell` (see --help)");
     }
-    if (o.cpus < 1) throw Error("option --cpus wants at least 1");
     if (!o.scheduler && !o.scheduler_args.empty())
         throw Error("option --scheduler-arg needs --scheduler");
     // Not yet: an interactive shell under a scheduler (the guest half runs one command).
     if (o.scheduler && !o.exec) throw Error("option --scheduler needs --exec");
-    if (o.memory_mb != 0 && o.memory_mb < 128) throw Error("option --memory wants at least 128 (MB)");
     return o;
+}
+
+// Which of stdin, stdout and stderr main() found closed (and put /dev/null on, so that no
+// file ktstr opens lands there and gets the guest's output).
+bool std_fd_was_closed[3] = {};
+
+// The guest's output must have somewhere to go: a closed or read-only stdout or stderr is an
+// error before boot, not output lost without a word.
+void require_outputs() {
+    for (int fd : {1, 2}) {
+        const char* name = fd == 1 ? "stdout" : "stderr";
+        int flags = ::fcntl(fd, F_GETFL);
+        if (std_fd_was_closed[fd] || flags < 0)
+            throw Error(fmt::format("{} is closed, so the guest's output has nowhere to go; "
+                                    "redirect it (to /dev/null to discard it)", name));
+        if ((flags & O_ACCMODE) == O_RDONLY)
+            throw Error(fmt::format("{} is open read-only, so the guest's output has nowhere to "
+                                    "go; redirect it (to /dev/null to discard it)", name));
+    }
 }
 
 int cmd_shell(Args& args) {
     auto o = parse_shell(args);
     if (o.verbose) log_threshold() = LogLevel::Debug;
+    require_outputs();
 
     // Everything that can fail on bad input fails here, before any boot.
     VmSpec spec;
@@ -260,17 +366,25 @@ int cmd_shell(Args& args) {
     log(LogLevel::Debug, "kernel {} ({}, found by {})", spec.kernel.image.string(),
         spec.kernel.version, spec.kernel.found_by);
     spec.topology.cores_per_llc = o.cpus;
-    spec.memory_mb = o.memory_mb ? o.memory_mb
-                                 : memory_for_initramfs(unpacked_bytes);
+    spec.memory_mb = o.memory_mb ? o.memory_mb : memory_for_initramfs(unpacked_bytes);
+    if (spec.memory_mb > host_memory_mb())
+        throw Error(fmt::format("the guest would need {} MB (512 + 3x the {} MB initramfs), more "
+                                "than the host's {} MB of RAM; pass a smaller --memory",
+                                spec.memory_mb, unpacked_bytes >> 20, host_memory_mb()));
     spec.cmdline_extra = o.cmdline;
     spec.boot_timeout_s = o.boot_timeout_s;
-    spec.interactive = !o.exec;
     spec.verbose = o.verbose;
+    // Interactive: a terminal gets the console itself; other input is read as a script, with
+    // the output on stdout and stderr like --exec. -v streams the console to stderr.
+    bool terminal = !o.exec && ::isatty(0);
+    if (!o.exec) spec.input_fd = 0;
+    spec.console_fd = terminal ? 1 : o.verbose ? 2 : -1;
 
     protocol::Job job;
     job.command = scheduler ? suite::shell_scheduler_command(*scheduler, *o.exec, o.verbose)
                             : o.exec.value_or("");
     job.interactive = !o.exec;
+    job.script_input = !o.exec && !terminal;
     job.timeout_s = o.exec ? o.timeout_s : 0;
     job.verbose = o.verbose;
     auto r = run_vm(spec, job);
@@ -278,7 +392,7 @@ int cmd_shell(Args& args) {
     if (r.boot_attempts > 1) log(LogLevel::Warn, "the kernel panicked in early boot; retried once");
     if (r.outcome != Outcome::Verdict) {
         log(LogLevel::Error, "{}: {}", outcome_name(r.outcome), r.reason);
-        if (!spec.interactive && !r.console_tail.empty())
+        if (spec.console_fd < 0 && !r.console_tail.empty())
             fmt::print(stderr, "--- console tail ---\n{}\n", r.console_tail);
     } else if (!r.verdict.error.empty()) {
         log(LogLevel::Error, "guest: {}", r.verdict.error);
@@ -319,6 +433,12 @@ int main(int argc, char** argv) {
         } catch (const std::exception& e) {
             log(LogLevel::Error, "{}", e.what());
             return ktstr::suite::kSchedulerFailedExit;
+        }
+    }
+    for (int fd = 0; fd < 3; ++fd) {
+        if (::fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
+            std_fd_was_closed[fd] = true;
+            ::open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);  // lands on fd, the lowest free
         }
     }
     ::signal(SIGPIPE, SIG_IGN);

@@ -63,13 +63,163 @@ case $case_name in
     run shell -i "$work/tools dir" --exec '"my tool" arg1'
     expect_rc 0; expect_out '^tool ran with arg1$' ;;
   interactive)
-    # No --exec: a shell on the console; its exit status comes back.
-    printf 'echo marker-$((6*7))\nexit 7\n' | "$ktstr" shell >"$work/out" 2>"$work/err"; rc=$?
-    expect_rc 7; expect_out 'marker-42' ;;
+    # No --exec, input from a pipe: read as a script from its first byte on (nothing is lost
+    # to a console nobody reads yet); only the commands' output reaches stdout.
+    printf 'echo first-$((2*3))\necho marker-$((6*7))\nexit 7\n' | "$ktstr" shell >"$work/out" 2>"$work/err"; rc=$?
+    expect_rc 7
+    [ "$(cat "$work/out")" = "$(printf 'first-6\nmarker-42')" ] || fail "stdout: $(od -c "$work/out" | head)" ;;
+  interactive_eof)
+    # The end of the input ends the shell, with the last command's status.
+    printf 'echo eof-$((5+5))\n(exit 5)\n' | "$ktstr" shell >"$work/out" 2>"$work/err"; rc=$?
+    expect_rc 5; expect_out '^eof-10$'
+    # A last line without a newline still runs.
+    printf 'echo no-newline; false' | "$ktstr" shell >"$work/out" 2>"$work/err"; rc=$?
+    expect_rc 1; expect_out '^no-newline$'
+    # Closed stdin is empty input.
+    "$ktstr" shell <&- >"$work/out" 2>"$work/err"; rc=$?
+    expect_rc 0 ;;
+  interactive_terminal)
+    # On a terminal: a prompt, typed lines, Ctrl-C reaches the guest's command, and the
+    # terminal's settings come back after `exit` and after SIGINT to ktstr.
+    python3 - "$ktstr" <<'PY' || fail "terminal session failed"
+import os, pty, select, signal, sys, termios, time
+ktstr = sys.argv[1]
+
+def session(steps, interrupt=False):
+    master, slave = pty.openpty()
+    before = termios.tcgetattr(slave)
+    pid = os.fork()
+    if pid == 0:
+        os.setsid()
+        os.close(master)
+        for fd in (0, 1, 2):
+            os.dup2(slave, fd)
+        os.execv(ktstr, [ktstr, "shell"])
+    seen = b""
+    def wait_for(text, limit=240):
+        nonlocal seen
+        end = time.time() + limit
+        while text.encode() not in seen:
+            left = end - time.time()
+            if left <= 0 or not select.select([master], [], [], left)[0]:
+                sys.exit(f"no {text!r} on the terminal; it showed: {seen[-600:]!r}")
+            seen += os.read(master, 65536)
+        seen = seen[seen.index(text.encode()) + len(text):]
+    wait_for("# ")
+    for send, expect in steps:
+        os.write(master, send.encode())
+        wait_for(expect)
+    if interrupt:
+        os.kill(pid, signal.SIGINT)
+    end = time.time() + 120
+    while time.time() < end:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if select.select([master], [], [], 1)[0]:
+            try:
+                seen += os.read(master, 65536)
+            except OSError:
+                pass
+    else:
+        os.kill(pid, signal.SIGKILL)
+        sys.exit("ktstr did not end")
+    after = termios.tcgetattr(slave)
+    if before != after:
+        sys.exit(f"terminal settings not restored: {before} -> {after}")
+    return os.waitstatus_to_exitcode(status)
+
+rc = session([("echo tty-$((3*4))\r", "tty-12"), ("sleep 100\r", "sleep 100"),
+              ("\x03", "# "), ("echo after-$((1+1))\r", "after-2"), ("exit 4\r", "exit 4")])
+if rc != 4:
+    sys.exit(f"exit code {rc} after `exit 4`")
+rc = session([("echo up\r", "up")], interrupt=True)
+if rc != 130:
+    sys.exit(f"exit code {rc} after SIGINT, expected 130")
+PY
+    ;;
+  closed_outputs)
+    # A closed or read-only stdout or stderr is refused before boot, not output lost in
+    # ktstr's own sockets.
+    start=$(date +%s%N)
+    "$ktstr" shell --exec 'echo x' >&- 2>"$work/err"; rc=$?
+    expect_rc 125; expect_err 'stdout is closed'
+    "$ktstr" shell --exec 'echo x' >"$work/out" 2>&-; rc=$?
+    expect_rc 125
+    "$ktstr" shell --exec 'echo x' 1</dev/null 2>"$work/err"; rc=$?
+    expect_rc 125; expect_err 'stdout is open read-only'
+    [ $(( ($(date +%s%N) - start) / 1000000 )) -lt 3000 ] || fail "closed outputs took a boot" ;;
+  bad_numbers)
+    # Integers are integers, ranges are checked with the limit named, nothing boots.
+    refused() { # stderr-regex args...
+      local want=$1; shift
+      run shell "$@" --exec true
+      expect_rc 125; expect_err "$want"
+    }
+    refused "--timeout wants seconds from 0 to 604800.*'1e23'" --timeout 1e23
+    refused "--timeout wants seconds.*'-1'" --timeout=-1
+    refused "--timeout wants seconds.*'inf'" --timeout inf
+    refused "--boot-timeout wants seconds.*'0x10'" --boot-timeout 0x10
+    refused "--cpus wants a whole number of vCPUs from 1 to 255.*'1.5'" --cpus 1.5
+    refused "--cpus wants a whole number of vCPUs from 1 to 255.*'100000'" --cpus 100000
+    refused "--cpus.*'0'" --cpus 0
+    refused "--memory wants a whole number of MB from 128 to [0-9]+ \(the host's RAM\).*'99999999'" --memory 99999999
+    refused "--memory.*'512M'" --memory 512M
+    refused "--memory.*'64'" --memory=64 ;;
+  option_equals)
+    # --opt=value works for every long option, in both commands.
+    run initramfs --include-files=fio --list
+    expect_rc 0; expect_out '^/include-files/fio '
+    run initramfs --include-files=fio --output="$work/fio.cpio"
+    expect_rc 0; [ -s "$work/fio.cpio" ] || fail "--output=FILE wrote nothing"
+    run initramfs --list=yes
+    expect_rc 125; expect_err "--list takes no value"
+    run shell --include-files=fio --timeout=60 --cpus=1 --memory=600 --cmdline=quiet --exec='fio --version'
+    expect_rc 0; expect_out '^fio-[0-9]' ;;
+  kernel_list)
+    # KTSTR_KERNEL and --kernel are listed first and marked as the one `shell` boots.
+    real=$("$ktstr" kernel list | awk 'NR==1 {print $1}')
+    mkdir "$work/k"; cp "$real" "$work/k/vmlinuz"
+    KTSTR_KERNEL="$work/k" "$ktstr" kernel list >"$work/out" 2>"$work/err"; rc=$?
+    expect_rc 0
+    [ "$(head -1 "$work/out")" = "$work/k/vmlinuz  (chosen: \`ktstr shell\` boots this one)" ] || fail "first: $(head -1 "$work/out")"
+    expect_out '^  found by: KTSTR_KERNEL$'; grep -qxF "$real" "$work/out" || fail "$real not listed"
+    [ "$(grep -c chosen "$work/out")" = 1 ] || fail "more than one kernel marked chosen"
+    run kernel list --kernel="$work/k/vmlinuz"
+    expect_rc 0; expect_out '^  found by: --kernel$'
+    KTSTR_KERNEL="$work/none" "$ktstr" kernel list >"$work/out" 2>"$work/err"; rc=$?
+    expect_rc 1; expect_err "$work/none.*KTSTR_KERNEL"
+    grep -qxF "$real" "$work/out" || fail "$real not listed" ;;
+  verbose_streams)
+    # -v shows the kernel log while the guest runs, not only at the end.
+    "$ktstr" shell -v --exec 'sleep 15' >"$work/out" 2>"$work/err" &
+    pid=$!
+    for _ in $(seq 240); do grep -q 'Run /init as init process' "$work/err" && break; sleep 0.5; done
+    grep -q 'Run /init as init process' "$work/err" || { kill "$pid"; fail "no kernel log on stderr"; }
+    kill -0 "$pid" 2>/dev/null || fail "the kernel log came only after the run"
+    wait "$pid"; rc=$?; expect_rc 0 ;;
+  user_panic_not_retried)
+    # A panic the configuration causes is reported with what to change, never retried.
+    run shell --cmdline rdinit=/nonexistent --exec true
+    expect_rc 125; expect_err "kernel panic: before the guest's hello"; expect_err 'rdinit='
+    ! grep -q 'retr' "$work/err" || fail "a configuration's panic was retried"
+    head -c 130M /dev/zero >"$work/big"  # fits QEMU's initrd limit, not the guest's memory
+    run shell --no-cache --memory 160 -i "$work/big" --exec true
+    expect_rc 125; expect_err 'ran out of memory \(160 MB'; expect_err 'raise --memory'
+    ! grep -q 'retr' "$work/err" || fail "an out-of-memory panic was retried" ;;
+  panic_without_reboot)
+    # panic=0 from the user: the panic is seen on the console and ends the run at once.
+    start=$(date +%s)
+    run shell --cmdline panic=0 --exec 'echo c > /proc/sysrq-trigger; sleep 1000'
+    expect_rc 125; expect_err 'kernel panic'; expect_err 'sysrq'
+    [ $(( $(date +%s) - start )) -lt 150 ] || fail "the panic took $(( $(date +%s) - start )) s to notice" ;;
   qemu_refuses)
     # QEMU itself fails: its own words come back, not an internal error.
-    run shell --cpus 9999 --exec true
-    expect_rc 125; expect_err 'qemu exited'; expect_err 'Invalid SMP CPUs' ;;
+    # A boot header of protocol 1.0, which cannot take an initrd.
+    head -c 4096 /dev/zero >"$work/not-a-kernel"
+    printf 'HdrS\000\001' | dd of="$work/not-a-kernel" bs=1 seek=$((0x202)) conv=notrunc 2>/dev/null
+    run shell --kernel "$work/not-a-kernel" --exec true
+    expect_rc 125; expect_err 'qemu exited'; expect_err 'kernel too old to load a ram disk' ;;
   interrupted_cleans_up)
     # SIGINT while the VM runs: exit 130, QEMU gone, no temp dir left.
     mkdir "$work/tmp"
