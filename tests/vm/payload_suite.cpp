@@ -175,7 +175,9 @@ bool workers_started(const Cgroup& cgroup, int members, std::chrono::millisecond
 
 // kill() returns only once everything it reached has ended, within 1 s, and init has reaped
 // the orphans' zombies (we reap the leader) within 1 s of the kill too: /proc then shows
-// nothing of the group and the cgroup is empty.
+// nothing of the group and the cgroup is empty. Under TCG the guest's clock is the host's, so
+// a host that starves the vCPU threads stretches every step in this second; the printed /proc
+// scan time says how slow the guest was.
 AssertResult kill_leaves_nothing(ktstr::PayloadHandle handle, const Cgroup& cgroup, int workers) {
     auto result = AssertResult::pass();
     result.expect(workers_started(cgroup, workers + 1, 1500ms),
