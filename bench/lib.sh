@@ -56,4 +56,4 @@ bare_boot() {
     -chardev file,id=con,path="$work/bare.log" -serial chardev:con "$@"
 }
 
-kernel=$("$ktstr" kernel list | head -n1)
+kernel=$("$ktstr" kernel list | head -n1 | sed "s/  (chosen: .*//")  # the one `shell` boots
