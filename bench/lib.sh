@@ -33,7 +33,8 @@ read_ktstr_settings() {
   qemu_smp=$(sed -nE 's/.* -smp ([^ ]+) .*/\1/p' <<<"$line")
   qemu_mem=$(sed -nE 's/.* -m ([^ ]+) .*/\1/p' <<<"$line")
   qemu_machine=$(sed -nE 's/.* -machine ([^ ]+) .*/\1/p' <<<"$line")
-  qemu_append=$(sed -nE 's/.* -append (.*) -chardev file,id=con.*/\1/p' <<<"$line")
+  qemu_append=$(sed -nE 's/.* -append (.*) -chardev [a-z]+,id=con.*/\1/p' <<<"$line")
+  [ -n "$qemu_append" ] || { echo "cannot read the kernel command line from: $line" >&2; exit 2; }
 }
 
 # bare_initramfs DIR OUT CMD: DIR's tree with a busybox /init that runs CMD and powers off.
