@@ -21,6 +21,7 @@
 #include "ktstr/error.hpp"
 #include "ktstr/fd.hpp"
 #include "ktstr/payload_run.hpp"
+#include "../common/generated_stream.hpp"
 
 using namespace std::chrono_literals;
 using Catch::Matchers::ContainsSubstring;
@@ -106,17 +107,7 @@ pid_t wait_for_pid_file(const std::filesystem::path& file) {
     return -1;
 }
 
-// Deterministic bytes of every value, starting with one line of 1 MB.
-std::string generated_stream(std::size_t size, std::uint32_t seed) {
-    std::string s;
-    s.reserve(size);
-    std::uint32_t x = seed;
-    auto next = [&x] { return x = x * 1664525u + 1013904223u; };
-    while (s.size() < (1u << 20)) s.push_back(static_cast<char>('a' + (next() >> 24) % 26));
-    s.push_back('\n');
-    while (s.size() < size) s.push_back(static_cast<char>(next() >> 24));
-    return s;
-}
+using ktstr::testing::generated_stream;
 
 void write_file(const std::filesystem::path& path, const std::string& bytes) {
     std::ofstream(path, std::ios::binary).write(bytes.data(), std::streamsize(bytes.size()));
