@@ -16,8 +16,10 @@ ktstr::AssertResult spin_one_second() {
 
 }  // namespace
 
-#define KTSTR_BENCH_TEST(name) \
-    KTSTR_TEST(name, .topology = "1n1l1c1t", .timeout_s = 60) { return spin_one_second(); }
+#define KTSTR_BENCH_TEST(name)                                  \
+    KTSTR_TEST(name, .topology = "1n1l1c1t", .timeout_s = 60) { \
+        return spin_one_second();                               \
+    }
 
 KTSTR_BENCH_TEST(one_vcpu_0)
 KTSTR_BENCH_TEST(one_vcpu_1)

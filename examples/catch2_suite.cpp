@@ -16,7 +16,8 @@ KTSTR_TEST(catch2_hackbench, .extra_include_files = {"hackbench"}, .timeout_s = 
 
 KTSTR_TEST(catch2_sees_two_cpus, .topology = "1n1l2c1t", .timeout_s = 60) {
     auto report = ktstr::PayloadRun("nproc").run();
-    return ktstr::AssertResult::pass().expect(report.out.bytes == "2\n", "nproc: " + report.out.bytes);
+    return ktstr::AssertResult::pass().expect(report.out.bytes == "2\n",
+                                              "nproc: " + report.out.bytes);
 }
 
 TEST_CASE("KTSTR_TESTs pass in their VMs", "[vm]") {

@@ -8,14 +8,14 @@ namespace {
 
 // Declared with the helper: "fio" is packed automatically (first in include_files).
 inline constexpr ktstr::Payload fio = ktstr::binary_payload(
-    "fio", {
-               .default_args = {"--name=randread", "--rw=randread", "--bs=4k", "--size=8M",
-                                "--filename=/tmp/fio.dat", "--output-format=json"},
-               .output = ktstr::OutputFormat::Json,
-               .checks = {ktstr::Check::exit_code_is(0),
-                          ktstr::Check::json_has("/jobs/0/read/iops"),
-                          ktstr::Check::json_in_range("/jobs/0/error", 0, 0)},
-           });
+    "fio",
+    {
+        .default_args = {"--name=randread", "--rw=randread", "--bs=4k", "--size=8M",
+                         "--filename=/tmp/fio.dat", "--output-format=json"},
+        .output = ktstr::OutputFormat::Json,
+        .checks = {ktstr::Check::exit_code_is(0), ktstr::Check::json_has("/jobs/0/read/iops"),
+                   ktstr::Check::json_in_range("/jobs/0/error", 0, 0)},
+    });
 
 // Declared by hand as an aggregate: nothing is injected, so it lists its own
 // binary in include_files.
@@ -54,5 +54,6 @@ KTSTR_TEST(guest_sees_topology, .topology = "1n2l2c1t", .timeout_s = 60) {
     auto report = ktstr::PayloadRun("nproc").run();
     auto cpus = std::to_string(ctx.topology().cpus()) + "\n";
     return ktstr::AssertResult::pass().expect(
-        report.out.bytes == cpus, fmt::format("nproc said {}, expected {}", report.out.bytes, cpus));
+        report.out.bytes == cpus,
+        fmt::format("nproc said {}, expected {}", report.out.bytes, cpus));
 }

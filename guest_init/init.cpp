@@ -137,7 +137,8 @@ bool has_entries(const char* dir) {
 void mount_filesystems() {
     for (const Mount& m : kMounts) {
         if (m.unless_packed && has_entries(m.target)) {
-            say(Level::info, std::string("kept ") + m.target + " as packed: the initramfs has files there");
+            say(Level::info,
+                std::string("kept ") + m.target + " as packed: the initramfs has files there");
             continue;
         }
         try {

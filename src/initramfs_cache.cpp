@@ -28,13 +28,13 @@ void add_field(Sha256& h, std::string_view s) {
 }
 
 void add_host_file(Sha256& h, const ArchiveEntry& e) {
-    struct stat st{};
+    struct stat st {};
     if (::stat(e.host_path.c_str(), &st) != 0)
         throw_errno("cannot stat " + quoted(e.host_path.string()) + " (" + e.reason + ")");
-    for (long long v : {(long long)st.st_dev, (long long)st.st_ino, (long long)st.st_size,
-                        (long long)st.st_mtim.tv_sec, (long long)st.st_mtim.tv_nsec,
-                        (long long)st.st_ctim.tv_sec, (long long)st.st_ctim.tv_nsec,
-                        (long long)st.st_mode})
+    for (long long v :
+         {(long long)st.st_dev, (long long)st.st_ino, (long long)st.st_size,
+          (long long)st.st_mtim.tv_sec, (long long)st.st_mtim.tv_nsec, (long long)st.st_ctim.tv_sec,
+          (long long)st.st_ctim.tv_nsec, (long long)st.st_mode})
         add_field(h, std::to_string(v));
 }
 
@@ -97,7 +97,9 @@ void trim(const fs::path& dir, const std::vector<fs::path>& keep) {
 
 }  // namespace
 
-fs::path initramfs_cache_dir() { return cache_dir() / "initramfs"; }
+fs::path initramfs_cache_dir() {
+    return cache_dir() / "initramfs";
+}
 
 std::string initramfs_key(const ArchiveEntries& entries) {
     std::vector<const ArchiveEntry*> sorted;

@@ -19,8 +19,8 @@ std::string read_image_version(const fs::path& image) {
     char hdr[0x210] = {};
     if (!in.read(hdr, sizeof hdr)) return {};
     if (std::string_view(hdr + 0x202, 4) != "HdrS") return {};
-    auto offset = static_cast<unsigned char>(hdr[0x20e]) |
-                  (static_cast<unsigned char>(hdr[0x20f]) << 8);
+    auto offset =
+        static_cast<unsigned char>(hdr[0x20e]) | (static_cast<unsigned char>(hdr[0x20f]) << 8);
     in.seekg(offset + 0x200);
     std::string text(256, '\0');
     in.read(text.data(), static_cast<std::streamsize>(text.size()));
@@ -95,7 +95,9 @@ fs::path cache_dir() {
     return fs::path(home && *home ? home : "/root") / ".cache" / "ktstr";
 }
 
-fs::path kernel_cache_dir() { return cache_dir() / "kernels"; }
+fs::path kernel_cache_dir() {
+    return cache_dir() / "kernels";
+}
 
 KernelInfo inspect_kernel(const fs::path& image, std::string found_by) {
     KernelInfo k;

@@ -44,8 +44,7 @@ AccelChoice choose_accel(const std::string& requested) {
         Fd kvm = Fd::open("/dev/kvm", O_RDWR);
         return {Accel::Kvm, "asked for by " + by};
     }
-    throw Error("unknown accelerator " + quoted(word) + " (from " + by +
-                "); use auto, kvm or tcg");
+    throw Error("unknown accelerator " + quoted(word) + " (from " + by + "); use auto, kvm or tcg");
 }
 
 std::string kernel_cmdline(const QemuConfig& c) {
@@ -63,7 +62,7 @@ std::string kernel_cmdline(const QemuConfig& c) {
 // on the machines this was built on, which have no usable KVM.
 std::vector<std::string> qemu_argv(const QemuConfig& c) {
     std::vector<std::string> a = {"qemu-system-x86_64", "-nodefaults", "-no-user-config",
-                                  "-display", "none", "-no-reboot"};
+                                  "-display",           "none",        "-no-reboot"};
     if (c.accel == Accel::Kvm) {
         a.insert(a.end(), {"-accel", "kvm", "-cpu", "host"});
     } else {
@@ -103,9 +102,9 @@ std::vector<std::string> qemu_argv(const QemuConfig& c) {
     a.insert(a.end(), {"-chardev", chardev_socket("con", c.console_socket)});
     a.insert(a.end(), {"-serial", "chardev:con"});
     a.insert(a.end(), {"-device", "virtio-serial-pci,id=vser"});
-    const std::pair<const char*, const fs::path*> ports[] = {
-        {"ktstr.ctl", &c.control_socket}, {"ktstr.out", &c.stdout_socket},
-        {"ktstr.err", &c.stderr_socket}};
+    const std::pair<const char*, const fs::path*> ports[] = {{"ktstr.ctl", &c.control_socket},
+                                                             {"ktstr.out", &c.stdout_socket},
+                                                             {"ktstr.err", &c.stderr_socket}};
     int n = 0;
     for (const auto& [name, path] : ports) {
         std::string id = "port" + std::to_string(n++);

@@ -55,7 +55,7 @@ Fd listen_unix(const fs::path& path) {
 
 // Signals that end the run cleanly: blocked while the VM runs, read via signalfd.
 class HostSignals {
-public:
+  public:
     HostSignals() {
         sigemptyset(&set_);
         for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&set_, s);
@@ -66,7 +66,7 @@ public:
     ~HostSignals() { ::pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
     int fd() const { return fd_.get(); }
 
-private:
+  private:
     sigset_t set_{}, old_{};
     Fd fd_;
 };
@@ -74,7 +74,7 @@ private:
 // A terminal in raw mode for as long as this lives: every key, Ctrl-C included, goes to the
 // guest's shell. Output processing stays on, so our own log lines still end their lines.
 class RawTerminal {
-public:
+  public:
     explicit RawTerminal(int fd) : fd_(fd) {
         if (::tcgetattr(fd, &saved_) != 0) throw_errno("cannot read the terminal's settings");
         termios raw = saved_;
@@ -86,7 +86,7 @@ public:
     RawTerminal& operator=(const RawTerminal&) = delete;
     ~RawTerminal() { ::tcsetattr(fd_, TCSANOW, &saved_); }
 
-private:
+  private:
     int fd_;
     termios saved_{};
 };
@@ -188,13 +188,16 @@ void forward(int& fd, const char* data, size_t n, const char* what) {
 }
 
 class VmSession {
-public:
+  public:
     VmSession(const VmSpec& spec, const protocol::Job& job)
-        : spec_(spec), job_(job), stdout_fd_(spec.stdout_fd), stderr_fd_(spec.stderr_fd),
+        : spec_(spec),
+          job_(job),
+          stdout_fd_(spec.stdout_fd),
+          stderr_fd_(spec.stderr_fd),
           console_fd_(spec.console_fd) {}
     VmResult run();
 
-private:
+  private:
     void open_channels();
     QemuConfig qemu_config() const;
     void loop();
@@ -381,8 +384,10 @@ void VmSession::loop() {
             auto& ch = channels_[i];
             short events = POLLIN;
             if (i == kConsole && !to_console_.empty()) events |= POLLOUT;
-            if (ch.conn && !ch.eof) fds.push_back({ch.conn.get(), events, 0}), who.push_back(i);
-            else if (!ch.conn) fds.push_back({ch.listener.get(), POLLIN, 0}), who.push_back(kListener + i);
+            if (ch.conn && !ch.eof)
+                fds.push_back({ch.conn.get(), events, 0}), who.push_back(i);
+            else if (!ch.conn)
+                fds.push_back({ch.listener.get(), POLLIN, 0}), who.push_back(kListener + i);
         }
         if (!qemu_exited_) fds.push_back({qemu_.pidfd.get(), POLLIN, 0}), who.push_back(kQemu);
         if (!interrupted_) fds.push_back({stop_fd, POLLIN, 0}), who.push_back(kStop);
@@ -398,7 +403,7 @@ void VmSession::loop() {
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) throw_errno("cannot poll the VM's channels");
         if (n == 0) {
-            if (qemu_exited_) return;  // drained long enough
+            if (qemu_exited_) return;           // drained long enough
             if (!panic_ms_) timed_out_ = true;  // after a panic: its report is complete
             qemu_.kill_now();
             qemu_.reap();
@@ -492,7 +497,8 @@ VmResult VmSession::run() {
 
 std::size_t find_panic(const std::string& console) {
     static constexpr std::string_view kPanic = "Kernel panic - not syncing";
-    for (auto at = console.find(kPanic); at != std::string::npos; at = console.find(kPanic, at + 1)) {
+    for (auto at = console.find(kPanic); at != std::string::npos;
+         at = console.find(kPanic, at + 1)) {
         auto start = console.rfind('\n', at);
         start = start == std::string::npos ? 0 : start + 1;
         // The kernel's own line: nothing before the words but its timestamp, "[    1.234] ".
@@ -515,20 +521,24 @@ EarlyPanic explain_early_panic(const std::string& console, int memory_mb,
     std::string why;
     if (has("deadlocked on memory") || has("Out of memory") || has("out of memory") ||
         has("Initramfs unpacking failed")) {
-        why = fmt::format("the guest ran out of memory ({} MB for a {} MB initramfs): raise "
-                          "--memory, or leave it out for 512 MB + 3x the initramfs",
-                          memory_mb, (initramfs_bytes + (1 << 20) - 1) >> 20);
+        why = fmt::format(
+            "the guest ran out of memory ({} MB for a {} MB initramfs): raise "
+            "--memory, or leave it out for 512 MB + 3x the initramfs",
+            memory_mb, (initramfs_bytes + (1 << 20) - 1) >> 20);
     } else if (has("No working init found") || has("Requested init") ||
                has("Unable to mount root fs") || has("Attempted to kill init")) {
-        why = "the kernel could not run ktstr's /init: check the --cmdline words (rdinit=, "
-              "init=, root=)";
+        why =
+            "the kernel could not run ktstr's /init: check the --cmdline words (rdinit=, "
+            "init=, root=)";
     } else if (console.rfind("Oops: int3", at) != std::string::npos) {
         e.boot_race = true;
-        why = "an int3 oops in early boot, the TCG text-patching race: not this "
-              "configuration's fault";
+        why =
+            "an int3 oops in early boot, the TCG text-patching race: not this "
+            "configuration's fault";
     } else {
-        why = "not the TCG early-boot race (no int3 oops before it), so not retried: suspect "
-              "the --cmdline words or --memory";
+        why =
+            "not the TCG early-boot race (no int3 oops before it), so not retried: suspect "
+            "the --cmdline words or --memory";
     }
     e.reason = "before the guest's hello: " + panic_text(console, at) + "; " + why;
     return e;
@@ -541,13 +551,20 @@ double default_boot_timeout_s(Accel accel, std::uintmax_t initramfs_bytes) {
 
 const char* outcome_name(Outcome o) {
     switch (o) {
-        case Outcome::Verdict: return "verdict";
-        case Outcome::BootTimeout: return "boot timeout";
-        case Outcome::RunTimeout: return "run timeout";
-        case Outcome::KernelPanic: return "kernel panic";
-        case Outcome::QemuFailed: return "qemu failed";
-        case Outcome::NoVerdict: return "no verdict";
-        case Outcome::Interrupted: return "interrupted";
+        case Outcome::Verdict:
+            return "verdict";
+        case Outcome::BootTimeout:
+            return "boot timeout";
+        case Outcome::RunTimeout:
+            return "run timeout";
+        case Outcome::KernelPanic:
+            return "kernel panic";
+        case Outcome::QemuFailed:
+            return "qemu failed";
+        case Outcome::NoVerdict:
+            return "no verdict";
+        case Outcome::Interrupted:
+            return "interrupted";
     }
     return "?";
 }

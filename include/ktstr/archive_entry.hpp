@@ -11,7 +11,7 @@ namespace ktstr {
 enum class EntryKind { File, Directory, Symlink };
 
 struct ArchiveEntry {
-    std::string archive_path;        // absolute guest path, e.g. "/include-files/fio"
+    std::string archive_path;         // absolute guest path, e.g. "/include-files/fio"
     std::filesystem::path host_path;  // where the bytes come from (File), or the link (Symlink)
     EntryKind kind = EntryKind::File;
     std::string link_target;  // Symlink only: the target exactly as the link holds it

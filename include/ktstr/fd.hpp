@@ -13,7 +13,7 @@
 namespace ktstr {
 
 class Fd {
-public:
+  public:
     Fd() = default;
     explicit Fd(int fd) noexcept : fd_(fd) {}
     Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
@@ -41,7 +41,7 @@ public:
         return Fd(fd);
     }
 
-private:
+  private:
     int fd_ = -1;
 };
 
@@ -69,7 +69,7 @@ inline void write_all(int fd, const void* data, size_t len, const std::string& w
 
 // A directory removed with everything in it when the owner goes away.
 class TempDir {
-public:
+  public:
     explicit TempDir(const std::string& prefix = "ktstr") {
         auto base = std::filesystem::temp_directory_path() / (prefix + ".XXXXXX");
         std::string tmpl = base.string();
@@ -85,7 +85,7 @@ public:
     }
     const std::filesystem::path& path() const noexcept { return path_; }
 
-private:
+  private:
     std::filesystem::path path_;
 };
 

@@ -12,7 +12,7 @@ namespace ktstr {
 
 template <typename T, std::size_t Capacity>
 class FixedList {
-public:
+  public:
     constexpr FixedList() = default;
     constexpr FixedList(std::initializer_list<T> items) {
         // In a constant expression this throw is a compile error naming the line.
@@ -32,7 +32,7 @@ public:
         items_[count_++] = item;
     }
 
-private:
+  private:
     std::array<T, Capacity> items_{};
     std::size_t count_ = 0;
 };

@@ -10,11 +10,11 @@
 namespace ktstr {
 
 struct KernelInfo {
-    std::filesystem::path image;               // the bzImage (vmlinuz)
-    std::string version;                       // from the image header; empty if unreadable
+    std::filesystem::path image;                  // the bzImage (vmlinuz)
+    std::string version;                          // from the image header; empty if unreadable
     std::optional<std::filesystem::path> config;  // CONFIG_* file beside it
-    std::optional<bool> sched_ext;             // CONFIG_SCHED_CLASS_EXT=y; unset: unknown
-    std::string found_by;                      // "--kernel", "KTSTR_KERNEL", "cache", "/boot", ...
+    std::optional<bool> sched_ext;                // CONFIG_SCHED_CLASS_EXT=y; unset: unknown
+    std::string found_by;  // "--kernel", "KTSTR_KERNEL", "cache", "/boot", ...
 };
 
 // ktstr's cache: $KTSTR_CACHE_DIR, else $XDG_CACHE_HOME/ktstr, else

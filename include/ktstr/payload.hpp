@@ -66,7 +66,9 @@ struct Payload {
     OutputFormat output = OutputFormat::Plain;
     Checks checks{};
 
-    static constexpr Payload for_scheduler(const Scheduler& s) { return {.name = s.name, .kind = &s}; }
+    static constexpr Payload for_scheduler(const Scheduler& s) {
+        return {.name = s.name, .kind = &s};
+    }
     // The kernel's default scheduler: what a test runs under when it names none.
     static constexpr Payload kernel_default();
 
@@ -80,7 +82,9 @@ struct Payload {
 };
 
 inline constexpr Scheduler kEevdf = Scheduler::eevdf();
-constexpr Payload Payload::kernel_default() { return for_scheduler(kEevdf); }
+constexpr Payload Payload::kernel_default() {
+    return for_scheduler(kEevdf);
+}
 
 // The options binary_payload() takes: a Payload without name and kind.
 struct BinaryPayloadOptions {
@@ -132,8 +136,8 @@ struct fmt::formatter<ktstr::Payload> {
 
     template <typename FormatContext>
     auto format(const ktstr::Payload& p, FormatContext& ctx) const {
-        auto out = fmt::format_to(ctx.out(), "{} ({}", p.name.empty() ? "(unnamed)" : p.name,
-                                  p.kind);
+        auto out =
+            fmt::format_to(ctx.out(), "{} ({}", p.name.empty() ? "(unnamed)" : p.name, p.kind);
         if (!p.default_args.empty())
             out = fmt::format_to(out, ", args: {}", fmt::join(p.default_args, " "));
         if (!p.include_files.empty())

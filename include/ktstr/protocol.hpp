@@ -29,12 +29,12 @@ struct Hello {
 
 // What the guest must do; the host sends it as {"type":"job", ...} after hello.
 struct Job {
-    std::string command;      // run with `sh -c`; empty with interactive
+    std::string command;       // run with `sh -c`; empty with interactive
     bool interactive = false;  // a shell on the console instead of a command
     // With interactive: the host's input is not a terminal, so the shell reads its commands
     // from the console like `sh -s` (no prompt, no echo) and writes on ktstr.out/ktstr.err.
     bool script_input = false;
-    double timeout_s = 0;     // 0: none; past it the command's group is killed
+    double timeout_s = 0;  // 0: none; past it the command's group is killed
     std::map<std::string, std::string> env;
     bool verbose = false;
 };
@@ -44,7 +44,7 @@ struct Verdict {
     std::optional<int> exit_code;  // set when it exited
     std::optional<int> signal;     // set when a signal ended it
     bool timed_out = false;
-    std::string error;  // init could not run it (spawn failed, ...)
+    std::string error;        // init could not run it (spawn failed, ...)
     std::string test_result;  // a test body's result (JSON text) from $KTSTR_RESULT_FILE
     // "pid (name)" of each process still running after the command ended, killed by init.
     std::vector<std::string> leftover;
@@ -70,9 +70,13 @@ inline void from_json(const nlohmann::json& j, Hello& h) {
 }
 
 inline void to_json(nlohmann::json& j, const Job& job) {
-    j = {{"type", "job"},          {"command", job.command}, {"interactive", job.interactive},
-         {"script_input", job.script_input}, {"timeout_s", job.timeout_s},
-         {"env", job.env}, {"verbose", job.verbose}};
+    j = {{"type", "job"},
+         {"command", job.command},
+         {"interactive", job.interactive},
+         {"script_input", job.script_input},
+         {"timeout_s", job.timeout_s},
+         {"env", job.env},
+         {"verbose", job.verbose}};
 }
 
 inline void from_json(const nlohmann::json& j, Job& job) {

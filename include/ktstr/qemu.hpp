@@ -30,11 +30,11 @@ struct QemuConfig {
     Topology topology;
     int memory_mb = 1024;
     std::vector<std::string> cmdline_extra;  // words appended to the kernel command line
-    std::filesystem::path console_socket;     // the serial console; QEMU connects as a client
-    std::filesystem::path control_socket;     // ktstr.ctl; QEMU connects as a client
-    std::filesystem::path stdout_socket;      // ktstr.out
-    std::filesystem::path stderr_socket;      // ktstr.err
-    bool verbose = false;                     // full kernel log on the console
+    std::filesystem::path console_socket;    // the serial console; QEMU connects as a client
+    std::filesystem::path control_socket;    // ktstr.ctl; QEMU connects as a client
+    std::filesystem::path stdout_socket;     // ktstr.out
+    std::filesystem::path stderr_socket;     // ktstr.err
+    bool verbose = false;                    // full kernel log on the console
 };
 
 // The kernel command line for a config.

@@ -44,12 +44,12 @@ struct SchedulerSpec {
 struct Scheduler {
     std::string_view name{};
     SchedulerSpec spec{};
-    Words args{};                    // passed to the scheduler binary
-    std::string_view config_file{};  // host path; packed at /include-files/<file name>
+    Words args{};                              // passed to the scheduler binary
+    std::string_view config_file{};            // host path; packed at /include-files/<file name>
     std::string_view config_arg = "--config";  // how the scheduler is told its config file
-    Words sysctls{};                 // "key=value", become sysctl.<key>=<value> kernel words
-    Words kernel_args{};             // extra kernel command-line words
-    Words include_files{};           // more files the scheduler needs in the guest
+    Words sysctls{};        // "key=value", become sysctl.<key>=<value> kernel words
+    Words kernel_args{};    // extra kernel command-line words
+    Words include_files{};  // more files the scheduler needs in the guest
 
     static constexpr Scheduler eevdf() { return {.name = "eevdf"}; }
     constexpr bool is_eevdf() const { return spec.kind == SchedulerSpec::Kind::Eevdf; }

@@ -9,14 +9,14 @@
 namespace ktstr {
 
 class Sha256 {
-public:
+  public:
     Sha256();
     void update(std::string_view bytes);
     std::array<uint8_t, 32> finish();
-    std::string finish_hex();                         // lowercase hex of finish()
+    std::string finish_hex();                        // lowercase hex of finish()
     static std::string hex(std::string_view bytes);  // one-shot, lowercase hex digest
 
-private:
+  private:
     void block(const uint8_t* p);
     std::array<uint32_t, 8> h_;
     std::array<uint8_t, 64> buf_{};

@@ -26,7 +26,7 @@ namespace ktstr {
 
 // What a test body returns.
 class AssertResult {
-public:
+  public:
     enum class Status { Pass, Fail, Skip };
 
     static AssertResult pass() { return AssertResult(Status::Pass, {}); }
@@ -49,7 +49,7 @@ public:
         return *this;
     }
 
-private:
+  private:
     AssertResult(Status s, std::vector<std::string> m) : status_(s), messages_(std::move(m)) {}
     Status status_;
     std::vector<std::string> messages_;
@@ -69,7 +69,7 @@ struct TestAttrs {
 
 // What a test body gets, inside the guest.
 class Ctx {
-public:
+  public:
     Ctx(Topology topology, const Payload* scheduler) : topology_(topology), scheduler_(scheduler) {}
 
     const Topology& topology() const { return topology_; }
@@ -77,7 +77,7 @@ public:
     // A run of `p` with its default args filled in; add to it and run() or spawn().
     PayloadRun payload(const Payload& p) const;
 
-private:
+  private:
     Topology topology_;
     const Payload* scheduler_;
 };
@@ -132,8 +132,8 @@ VmTestVerdict run_test_in_vm(std::string_view name, const VmRunOptions& options 
 
 }  // namespace ktstr
 
-#define KTSTR_TEST(name, ...)                                                                  \
+#define KTSTR_TEST(name, ...)                                                                 \
     static ::ktstr::AssertResult ktstr_test_body_##name(::ktstr::Ctx& ctx);                   \
-    static const ::ktstr::TestRegistrar ktstr_test_registrar_##name{                           \
+    static const ::ktstr::TestRegistrar ktstr_test_registrar_##name{                          \
         #name, ::ktstr::TestAttrs{__VA_ARGS__}, &ktstr_test_body_##name, __FILE__, __LINE__}; \
     static ::ktstr::AssertResult ktstr_test_body_##name([[maybe_unused]] ::ktstr::Ctx& ctx)

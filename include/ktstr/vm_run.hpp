@@ -36,22 +36,22 @@ struct VmSpec {
 };
 
 enum class Outcome {
-    Verdict,       // the guest reported how the command ended
-    BootTimeout,   // no hello from the guest within the boot timeout
-    RunTimeout,    // hello, but no verdict within the run timeout
-    KernelPanic,   // the console shows a panic, and no verdict came
-    QemuFailed,    // QEMU exited or could not start before the guest said hello
-    NoVerdict,     // the guest powered off or QEMU exited without a verdict
-    Interrupted,   // SIGINT or SIGTERM on the host
+    Verdict,      // the guest reported how the command ended
+    BootTimeout,  // no hello from the guest within the boot timeout
+    RunTimeout,   // hello, but no verdict within the run timeout
+    KernelPanic,  // the console shows a panic, and no verdict came
+    QemuFailed,   // QEMU exited or could not start before the guest said hello
+    NoVerdict,    // the guest powered off or QEMU exited without a verdict
+    Interrupted,  // SIGINT or SIGTERM on the host
 };
 
 struct VmResult {
     Outcome outcome = Outcome::NoVerdict;
     protocol::Verdict verdict;
-    std::string reason;          // for every outcome but a clean verdict
-    std::string console_tail;    // the last lines of the console
-    int boot_attempts = 1;       // 2 when an early-boot panic was retried
-    bool boot_race = false;      // a panic before hello that looks like the TCG boot race
+    std::string reason;        // for every outcome but a clean verdict
+    std::string console_tail;  // the last lines of the console
+    int boot_attempts = 1;     // 2 when an early-boot panic was retried
+    bool boot_race = false;    // a panic before hello that looks like the TCG boot race
     double ms_total = 0;
     double ms_to_hello = 0;   // host: from just before QEMU's start to the guest's hello
     double ms_qemu_exit = 0;  // host: from just before QEMU's start to its exit

@@ -17,6 +17,7 @@
 
 #include <fmt/ranges.h>
 
+#include "../suite/shell_scheduler.hpp"
 #include "ktstr/elf_closure.hpp"
 #include "ktstr/error.hpp"
 #include "ktstr/fd.hpp"
@@ -28,7 +29,6 @@
 #include "ktstr/log.hpp"
 #include "ktstr/run_phases.hpp"
 #include "ktstr/vm_run.hpp"
-#include "../suite/shell_scheduler.hpp"
 
 namespace fs = std::filesystem;
 using namespace ktstr;
@@ -183,17 +183,22 @@ int cmd_initramfs(Args& args) {
     while (!args.done()) {
         const auto a = args.option();
         if (a == "-h" || a == "--help") return fmt::print("{}", kInitramfsHelp), 0;
-        if (a == "-i" || a == "--include-files") specs.push_back({args.value(a), "-i"});
-        else if (a == "-o" || a == "--output") out = args.value(a);
-        else if (a == "--list") list = args.set(a);
-        else if (a == "--kernel") kernel = args.value(a);
-        else throw Error("unknown option " + quoted(a) + " for `ktstr initramfs` (see --help)");
+        if (a == "-i" || a == "--include-files")
+            specs.push_back({args.value(a), "-i"});
+        else if (a == "-o" || a == "--output")
+            out = args.value(a);
+        else if (a == "--list")
+            list = args.set(a);
+        else if (a == "--kernel")
+            kernel = args.value(a);
+        else
+            throw Error("unknown option " + quoted(a) + " for `ktstr initramfs` (see --help)");
     }
     if (out.empty() && !list) throw Error("`ktstr initramfs` needs -o FILE or --list");
     auto entries = guest_layout(specs, choose_kernel(kernel));
     if (list) fmt::print("{}", format_layout(entries));
     if (!out.empty()) {
-        struct stat st{};
+        struct stat st {};
         if (::lstat(out.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
             throw Error("refusing to write initramfs to " + quoted(out) +
                         ": it exists and is not a regular file");
@@ -220,17 +225,22 @@ void print_kernel(const KernelInfo& k, bool chosen) {
 // `ktstr shell` would boot (given the same --kernel) marked.
 int cmd_kernel(Args& args) {
     if (!args.done() && (args.peek() == "-h" || args.peek() == "--help"))
-        return fmt::print("usage: ktstr kernel list [--kernel PATH]\n\nLists the kernels ktstr "
-                          "can find, in the order it prefers them (--kernel,\nthen $KTSTR_KERNEL, "
-                          "then the cache, /boot and /usr/lib/modules), with their\nversion and "
-                          "whether they have sched_ext, and marks the one `ktstr shell`\nwould "
-                          "boot.\n"), 0;
-    if (args.done() || args.option() != "list") throw Error("usage: ktstr kernel list [--kernel PATH]");
+        return fmt::print(
+                   "usage: ktstr kernel list [--kernel PATH]\n\nLists the kernels ktstr "
+                   "can find, in the order it prefers them (--kernel,\nthen $KTSTR_KERNEL, "
+                   "then the cache, /boot and /usr/lib/modules), with their\nversion and "
+                   "whether they have sched_ext, and marks the one `ktstr shell`\nwould "
+                   "boot.\n"),
+               0;
+    if (args.done() || args.option() != "list")
+        throw Error("usage: ktstr kernel list [--kernel PATH]");
     std::string explicit_kernel;
     while (!args.done()) {
         const auto a = args.option();
-        if (a == "--kernel") explicit_kernel = args.value(a);
-        else throw Error("unknown option " + quoted(a) + " for `ktstr kernel list` (see --help)");
+        if (a == "--kernel")
+            explicit_kernel = args.value(a);
+        else
+            throw Error("unknown option " + quoted(a) + " for `ktstr kernel list` (see --help)");
     }
 
     std::optional<KernelInfo> chosen;
@@ -275,24 +285,37 @@ ShellOptions parse_shell(Args& args) {
     while (!args.done()) {
         const auto a = args.option();
         if (a == "-h" || a == "--help") fmt::print("{}", kShellHelp), std::exit(0);
-        if (a == "-i" || a == "--include-files") o.specs.push_back({args.value(a), "-i"});
-        else if (a == "--exec") o.exec = args.value(a);
-        else if (a == "--scheduler") o.scheduler = args.value(a);
-        else if (a == "--scheduler-arg") o.scheduler_args.push_back(args.value(a));
-        else if (a == "--kernel") o.kernel = args.value(a);
-        else if (a == "--accel") o.accel = args.value(a);
+        if (a == "-i" || a == "--include-files")
+            o.specs.push_back({args.value(a), "-i"});
+        else if (a == "--exec")
+            o.exec = args.value(a);
+        else if (a == "--scheduler")
+            o.scheduler = args.value(a);
+        else if (a == "--scheduler-arg")
+            o.scheduler_args.push_back(args.value(a));
+        else if (a == "--kernel")
+            o.kernel = args.value(a);
+        else if (a == "--accel")
+            o.accel = args.value(a);
         else if (a == "--cpus")
             o.cpus = parse_count(a, args.value(a), 1, kMaxCpus, "of vCPUs", "QEMU's pc machine");
         else if (a == "--memory")
-            o.memory_mb = parse_count(a, args.value(a), 128, host_memory_mb(), "of MB",
-                                      "the host's RAM");
-        else if (a == "--timeout") o.timeout_s = parse_seconds(a, args.value(a));
-        else if (a == "--boot-timeout") o.boot_timeout_s = parse_seconds(a, args.value(a));
-        else if (a == "--cmdline") o.cmdline.push_back(args.value(a));
-        else if (a == "-v" || a == "--verbose") o.verbose = args.set(a);
-        else if (a == "--no-cache") o.cache = !args.set(a);
-        else if (a == "--compress") o.compression = parse_compression(args.value(a), a);
-        else throw Error("unknown option " + quoted(a) + " for `ktstr shell` (see --help)");
+            o.memory_mb =
+                parse_count(a, args.value(a), 128, host_memory_mb(), "of MB", "the host's RAM");
+        else if (a == "--timeout")
+            o.timeout_s = parse_seconds(a, args.value(a));
+        else if (a == "--boot-timeout")
+            o.boot_timeout_s = parse_seconds(a, args.value(a));
+        else if (a == "--cmdline")
+            o.cmdline.push_back(args.value(a));
+        else if (a == "-v" || a == "--verbose")
+            o.verbose = args.set(a);
+        else if (a == "--no-cache")
+            o.cache = !args.set(a);
+        else if (a == "--compress")
+            o.compression = parse_compression(args.value(a), a);
+        else
+            throw Error("unknown option " + quoted(a) + " for `ktstr shell` (see --help)");
     }
     if (!o.scheduler && !o.scheduler_args.empty())
         throw Error("option --scheduler-arg needs --scheduler");
@@ -312,11 +335,15 @@ void require_outputs() {
         const char* name = fd == 1 ? "stdout" : "stderr";
         int flags = ::fcntl(fd, F_GETFL);
         if (std_fd_was_closed[fd] || flags < 0)
-            throw Error(fmt::format("{} is closed, so the guest's output has nowhere to go; "
-                                    "redirect it (to /dev/null to discard it)", name));
+            throw Error(
+                fmt::format("{} is closed, so the guest's output has nowhere to go; "
+                            "redirect it (to /dev/null to discard it)",
+                            name));
         if ((flags & O_ACCMODE) == O_RDONLY)
-            throw Error(fmt::format("{} is open read-only, so the guest's output has nowhere to "
-                                    "go; redirect it (to /dev/null to discard it)", name));
+            throw Error(
+                fmt::format("{} is open read-only, so the guest's output has nowhere to "
+                            "go; redirect it (to /dev/null to discard it)",
+                            name));
     }
 }
 
@@ -358,8 +385,9 @@ int cmd_shell(Args& args) {
             spec.initramfs = packed;
         }
     }
-    auto ms_pack = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
-                                                             t_pack).count();
+    auto ms_pack =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_pack)
+            .count();
 
     log(LogLevel::Info, "accel {}: {}", spec.accel.accel == Accel::Kvm ? "kvm" : "tcg",
         spec.accel.reason);
@@ -368,9 +396,10 @@ int cmd_shell(Args& args) {
     spec.topology.cores_per_llc = o.cpus;
     spec.memory_mb = o.memory_mb ? o.memory_mb : memory_for_initramfs(unpacked_bytes);
     if (spec.memory_mb > host_memory_mb())
-        throw Error(fmt::format("the guest would need {} MB (512 + 3x the {} MB initramfs), more "
-                                "than the host's {} MB of RAM; pass a smaller --memory",
-                                spec.memory_mb, unpacked_bytes >> 20, host_memory_mb()));
+        throw Error(
+            fmt::format("the guest would need {} MB (512 + 3x the {} MB initramfs), more "
+                        "than the host's {} MB of RAM; pass a smaller --memory",
+                        spec.memory_mb, unpacked_bytes >> 20, host_memory_mb()));
     spec.cmdline_extra = o.cmdline;
     spec.boot_timeout_s = o.boot_timeout_s;
     spec.verbose = o.verbose;

@@ -46,8 +46,8 @@ AssertResult check_payload(const Payload& p, const PayloadReport& report) {
             continue;
         }
         if (!has || !doc.at(ptr).is_number()) {
-            result.expect(false, fmt::format("{}: JSON field {} is missing or not a number", who,
-                                             c.field));
+            result.expect(
+                false, fmt::format("{}: JSON field {} is missing or not a number", who, c.field));
             continue;
         }
         double v = doc.at(ptr).get<double>();

@@ -27,7 +27,7 @@ VmTestVerdict run_test_in_vm(std::string_view name, const VmRunOptions& options)
     v.infrastructure_error = outcome.status == suite::Status::Error;
     v.status = outcome.status == suite::Status::Pass   ? AssertResult::Status::Pass
                : outcome.status == suite::Status::Skip ? AssertResult::Status::Skip
-                                                        : AssertResult::Status::Fail;
+                                                       : AssertResult::Status::Fail;
     if (v.status != AssertResult::Status::Pass) v.report = suite::failure_report(outcome);
     return v;
 }

@@ -378,8 +378,10 @@ void run_sched_ext(GuardedRun& run, const Scheduler& s, double timeout_s, const 
     std::string name = scheduler_label(s);
     run.scheduler = name;
     if (!kernel_has_sched_ext()) {
-        run.skipped = "this kernel has no sched_ext (/sys/kernel/sched_ext is missing): "
-                      "scheduler " + quoted(name) + " cannot run";
+        run.skipped =
+            "this kernel has no sched_ext (/sys/kernel/sched_ext is missing): "
+            "scheduler " +
+            quoted(name) + " cannot run";
         return;
     }
     auto start = RunningScheduler::start(s, log);
@@ -436,8 +438,8 @@ struct GuestOutcome {
 
 GuestOutcome run_test(const TestCase& t) {
     const Scheduler* s = t.attrs.scheduler ? t.attrs.scheduler->scheduler() : nullptr;
-    auto run = run_guarded(s, t.attrs.timeout_s,
-                           [&t](int result_fd) { run_body_child(t, result_fd); });
+    auto run =
+        run_guarded(s, t.attrs.timeout_s, [&t](int result_fd) { run_body_child(t, result_fd); });
     if (run.skipped) return {AssertResult::skip(*run.skipped), run.scheduler};
     auto result = run.body.value_or(AssertResult::pass());
     for (const auto& p : run.problems) result.expect(false, p);

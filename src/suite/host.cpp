@@ -31,7 +31,9 @@ namespace {
 // From a body's timeout to the guest's report of it: the kill, the kernel checks, the result.
 constexpr double kBodyTimeoutReportAllowance = 15;
 
-fs::path suite_binary() { return fs::read_symlink("/proc/self/exe"); }
+fs::path suite_binary() {
+    return fs::read_symlink("/proc/self/exe");
+}
 
 std::string tail_of(const std::string& text, size_t max_bytes) {
     return text.size() <= max_bytes ? text : "..." + text.substr(text.size() - max_bytes);
@@ -44,7 +46,7 @@ std::string read_all(const fs::path& p) {
 
 // Runs one test in its own VM.
 class TestVm {
-public:
+  public:
     TestVm(const TestCase& t, const HostOptions& o, const KernelInfo& k, const AccelChoice& a,
            int cancel_fd)
         : test_(t), options_(o), kernel_(k), accel_(a), cancel_fd_(cancel_fd) {}
@@ -63,7 +65,7 @@ public:
         return out;
     }
 
-private:
+  private:
     void boot_and_judge(TestOutcome& out) {
         TempDir dir("ktstr-test");
         VmSpec spec;
@@ -71,10 +73,9 @@ private:
         spec.accel = accel_;
         spec.topology = Topology::parse(test_.attrs.topology);
         auto t_pack = Clock::now();
-        auto cached = cached_initramfs(guest_layout(include_specs(test_), kernel_),
-                                       initramfs_cache_dir(),
-                                       options_.compression.value_or(
-                                           default_compression(accel_.accel)));
+        auto cached =
+            cached_initramfs(guest_layout(include_specs(test_), kernel_), initramfs_cache_dir(),
+                             options_.compression.value_or(default_compression(accel_.accel)));
         out.ms_pack = std::chrono::duration<double, std::milli>(Clock::now() - t_pack).count();
         spec.initramfs = cached.path;
         spec.memory_mb = test_.attrs.memory_mb ? test_.attrs.memory_mb
@@ -108,21 +109,24 @@ private:
         const auto& v = vm.verdict;
         if (v.timed_out) {
             out.status = Status::Fail;
-            out.messages.push_back(fmt::format("timed out after {:.0f} s and was killed",
-                                               job_timeout_s(test_)));
+            out.messages.push_back(
+                fmt::format("timed out after {:.0f} s and was killed", job_timeout_s(test_)));
             return;
         }
         if (v.test_result.empty()) {
             out.status = Status::Fail;
             out.messages.push_back("the test body reported no result (" +
-                                   (v.signal ? "killed by signal " + std::to_string(*v.signal)
-                                             : "exit code " + std::to_string(v.exit_code.value_or(-1))) +
+                                   (v.signal
+                                        ? "killed by signal " + std::to_string(*v.signal)
+                                        : "exit code " + std::to_string(v.exit_code.value_or(-1))) +
                                    (v.error.empty() ? "" : ": " + v.error) + ")");
             return;
         }
         auto r = nlohmann::json::parse(v.test_result, nullptr, false);
         auto status = r.is_object() ? r.value("status", "") : "";
-        out.status = status == "pass" ? Status::Pass : status == "skip" ? Status::Skip : Status::Fail;
+        out.status = status == "pass"   ? Status::Pass
+                     : status == "skip" ? Status::Skip
+                                        : Status::Fail;
         if (r.is_object()) out.scheduler = r.value("scheduler", "");
         if (r.is_object() && r.contains("messages"))
             for (const auto& m : r["messages"]) out.messages.push_back(m.get<std::string>());
@@ -243,9 +247,9 @@ int vm_thread_cost(Accel accel, const Topology& topology) {
     return accel == Accel::Kvm ? topology.cpus() : 1;
 }
 
-std::vector<TestOutcome> run_tests(const std::vector<const TestCase*>& tests,
-                                   const HostOptions& o, const KernelInfo& kernel,
-                                   const AccelChoice& accel, int cancel_fd,
+std::vector<TestOutcome> run_tests(const std::vector<const TestCase*>& tests, const HostOptions& o,
+                                   const KernelInfo& kernel, const AccelChoice& accel,
+                                   int cancel_fd,
                                    const std::function<void(const TestOutcome&)>& on_done) {
     std::vector<int> costs;
     for (auto t : tests) {

@@ -19,8 +19,8 @@ struct HostOptions {
     bool list = false;
     std::string filter;  // a glob over test names
     std::string exact;
-    int jobs = 1;                 // host threads the running VMs may keep busy (-j)
-    bool oversubscribe = false;   // -j counts VMs, whatever each one costs
+    int jobs = 1;                            // host threads the running VMs may keep busy (-j)
+    bool oversubscribe = false;              // -j counts VMs, whatever each one costs
     std::optional<Compression> compression;  // unset: the accelerator's default
     std::string kernel;
     std::string accel;
@@ -74,14 +74,14 @@ int vm_thread_cost(Accel accel, const Topology& topology);
 // The -j budget of host threads. A VM starts when its cost fits beside the running ones;
 // one costing more than the whole budget starts only when nothing else runs.
 class HostBudget {
-public:
+  public:
     explicit HostBudget(int threads) : total_(threads < 1 ? 1 : threads) {}
     bool fits(int cost) const { return used_ == 0 || used_ + cost <= total_; }
     void take(int cost) { used_ += cost; }
     void give(int cost) { used_ -= cost; }
     int used() const { return used_; }
 
-private:
+  private:
     int total_;
     int used_ = 0;
 };
@@ -90,9 +90,9 @@ private:
 TestOutcome run_one(const TestCase& test, const HostOptions& o, const KernelInfo& kernel,
                     const AccelChoice& accel, int cancel_fd);
 
-std::vector<TestOutcome> run_tests(const std::vector<const TestCase*>& tests,
-                                   const HostOptions& o, const KernelInfo& kernel,
-                                   const AccelChoice& accel, int cancel_fd,
+std::vector<TestOutcome> run_tests(const std::vector<const TestCase*>& tests, const HostOptions& o,
+                                   const KernelInfo& kernel, const AccelChoice& accel,
+                                   int cancel_fd,
                                    const std::function<void(const TestOutcome&)>& on_done);
 
 // JUnit XML for the outcomes.

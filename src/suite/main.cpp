@@ -65,20 +65,31 @@ HostOptions parse_host_options(const std::vector<std::string>& args) {
             if (i + 1 >= args.size()) throw Error("option " + a + " needs a value");
             return args[++i];
         };
-        if (a == "--list") o.list = true;
-        else if (a == "--filter") o.filter = value();
-        else if (a == "--exact") o.exact = value();
-        else if (a == "-j" || a == "--jobs") o.jobs = std::max(1, parse_int(a, value()));
-        else if (a == "--kernel") o.kernel = value();
-        else if (a == "--accel") o.accel = value();
-        else if (a == "--junit") o.junit = value();
-        else if (a == "-v" || a == "--verbose") o.verbose = true;
-        else if (a == "--oversubscribe") o.oversubscribe = true;
-        else if (a == "--compress") o.compression = parse_compression(value(), a);
+        if (a == "--list")
+            o.list = true;
+        else if (a == "--filter")
+            o.filter = value();
+        else if (a == "--exact")
+            o.exact = value();
+        else if (a == "-j" || a == "--jobs")
+            o.jobs = std::max(1, parse_int(a, value()));
+        else if (a == "--kernel")
+            o.kernel = value();
+        else if (a == "--accel")
+            o.accel = value();
+        else if (a == "--junit")
+            o.junit = value();
+        else if (a == "-v" || a == "--verbose")
+            o.verbose = true;
+        else if (a == "--oversubscribe")
+            o.oversubscribe = true;
+        else if (a == "--compress")
+            o.compression = parse_compression(value(), a);
         else if (a == "--shard") {
             auto v = value();
             auto slash = v.find('/');
-            if (slash == std::string::npos) throw Error("option --shard wants I/N, not " + quoted(v));
+            if (slash == std::string::npos)
+                throw Error("option --shard wants I/N, not " + quoted(v));
             o.shard_index = parse_int(a, v.substr(0, slash));
             o.shard_count = parse_int(a, v.substr(slash + 1));
             if (o.shard_count < 1 || o.shard_index >= o.shard_count)
@@ -93,7 +104,7 @@ HostOptions parse_host_options(const std::vector<std::string>& args) {
 // Blocks the stopping signals in every thread, and turns them into one
 // readable eventfd that every running VM watches.
 class Cancellation {
-public:
+  public:
     Cancellation() {
         sigemptyset(&set_);
         for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&set_, s);
@@ -115,7 +126,7 @@ public:
         return true;
     }
 
-private:
+  private:
     sigset_t set_{};
     Fd signals_, cancel_;
 };
@@ -191,7 +202,8 @@ int run_host(const HostOptions& o, const char* argv0) {
 int run_main(int argc, char** argv) {
     std::vector<std::string> args(argv + 1, argv + argc);
     try {
-        if (args.size() == 2 && args[0] == "--ktstr-guest-test") return suite::run_in_guest(args[1]);
+        if (args.size() == 2 && args[0] == "--ktstr-guest-test")
+            return suite::run_in_guest(args[1]);
         for (const auto& a : args)
             if (a == "-h" || a == "--help") return fmt::print(kHelp, argv[0]), 0;
         return run_host(parse_host_options(args), argv[0]);

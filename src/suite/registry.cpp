@@ -12,7 +12,9 @@ std::vector<TestCase>& registry() {
 
 }  // namespace
 
-const std::vector<TestCase>& registered_tests() { return registry(); }
+const std::vector<TestCase>& registered_tests() {
+    return registry();
+}
 
 TestRegistrar::TestRegistrar(std::string_view name, const TestAttrs& attrs, TestBody body,
                              std::string_view file, int line) {

@@ -13,15 +13,27 @@ std::string xml_escape(std::string_view s) {
     std::string out;
     for (unsigned char c : s) {
         switch (c) {
-            case '&': out += "&amp;"; break;
-            case '<': out += "&lt;"; break;
-            case '>': out += "&gt;"; break;
-            case '"': out += "&quot;"; break;
-            case '\'': out += "&apos;"; break;
+            case '&':
+                out += "&amp;";
+                break;
+            case '<':
+                out += "&lt;";
+                break;
+            case '>':
+                out += "&gt;";
+                break;
+            case '"':
+                out += "&quot;";
+                break;
+            case '\'':
+                out += "&apos;";
+                break;
             default:
                 // XML 1.0 has no place for most control characters.
-                if (c < 0x20 && c != '\n' && c != '\t' && c != '\r') out += fmt::format("\\x{:02x}", c);
-                else out += static_cast<char>(c);
+                if (c < 0x20 && c != '\n' && c != '\t' && c != '\r')
+                    out += fmt::format("\\x{:02x}", c);
+                else
+                    out += static_cast<char>(c);
         }
     }
     return out;
@@ -34,8 +46,7 @@ std::string join_lines(const std::vector<std::string>& lines) {
 }
 
 std::string junit_property(std::string_view name, std::string_view value) {
-    return fmt::format("<property name=\"{}\" value=\"{}\"/>", xml_escape(name),
-                       xml_escape(value));
+    return fmt::format("<property name=\"{}\" value=\"{}\"/>", xml_escape(name), xml_escape(value));
 }
 
 // Where the time went: each phase as ms_<phase>, when the guest's stamps came back.
@@ -57,10 +68,14 @@ std::string junit_properties(const TestOutcome& o) {
 
 const char* status_name(Status s) {
     switch (s) {
-        case Status::Pass: return "PASS";
-        case Status::Fail: return "FAIL";
-        case Status::Skip: return "SKIP";
-        case Status::Error: return "ERROR";
+        case Status::Pass:
+            return "PASS";
+        case Status::Fail:
+            return "FAIL";
+        case Status::Skip:
+            return "SKIP";
+        case Status::Error:
+            return "ERROR";
     }
     return "?";
 }
@@ -73,9 +88,9 @@ std::string scheduler_shown(const TestOutcome& o) {
 
 std::string failure_report(const TestOutcome& o) {
     const auto& a = o.test->attrs;
-    std::string s = fmt::format("--- {} {} ({}:{})\n  topology {}, scheduler {}\n",
-                                status_name(o.status), o.test->name, o.test->file, o.test->line,
-                                a.topology, scheduler_shown(o));
+    std::string s =
+        fmt::format("--- {} {} ({}:{})\n  topology {}, scheduler {}\n", status_name(o.status),
+                    o.test->name, o.test->file, o.test->line, a.topology, scheduler_shown(o));
     if (auto declared = a.scheduler ? a.scheduler->scheduler() : nullptr)
         s += fmt::format("  scheduler declared: {}\n", *declared);
     if (a.payload) s += fmt::format("  payload: {}\n", *a.payload);

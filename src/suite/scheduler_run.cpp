@@ -539,8 +539,7 @@ std::vector<std::string> RunningScheduler::report_loss(KernelLog& log,
                                                        std::optional<double> body_s) {
     auto verdict = await_kernel_verdict(log);
     // Ejected before it was seen `enabled`, it has no ops name yet: the kernel's is the one.
-    if (verdict.ejection && verdict.ejection->scheduler != "?")
-        ops_ = verdict.ejection->scheduler;
+    if (verdict.ejection && verdict.ejection->scheduler != "?") ops_ = verdict.ejection->scheduler;
     // Polled after the wait: a loader's exit and the kernel's unregistering of it race.
     auto exit = poll();
     auto report = end_process(kOwnExitGrace);

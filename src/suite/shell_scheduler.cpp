@@ -18,7 +18,9 @@ namespace {
 // The scheduler's args live in a Scheduler's Words.
 constexpr size_t kMaxSchedulerArgs = Words::capacity();
 
-fs::path this_binary() { return fs::read_symlink("/proc/self/exe"); }
+fs::path this_binary() {
+    return fs::read_symlink("/proc/self/exe");
+}
 
 }  // namespace
 
@@ -47,10 +49,14 @@ int run_guest_scheduler(const std::vector<std::string>& args) {
     std::vector<std::string> scheduler_args;
     size_t i = 0;
     for (; i < args.size() && args[i] != "--"; ++i) {
-        if (args[i] == "-v") log_threshold() = LogLevel::Debug;
-        else if (args[i] == "--arg" && i + 1 < args.size()) scheduler_args.push_back(args[++i]);
-        else if (binary.empty()) binary = args[i];
-        else throw Error("guest scheduler: unexpected argument " + quoted(args[i]));
+        if (args[i] == "-v")
+            log_threshold() = LogLevel::Debug;
+        else if (args[i] == "--arg" && i + 1 < args.size())
+            scheduler_args.push_back(args[++i]);
+        else if (binary.empty())
+            binary = args[i];
+        else
+            throw Error("guest scheduler: unexpected argument " + quoted(args[i]));
     }
     if (binary.empty() || i + 2 != args.size())
         throw Error("guest scheduler: wants [-v] BINARY [--arg A]... -- COMMAND");

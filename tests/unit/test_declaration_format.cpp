@@ -20,11 +20,12 @@ inline constexpr ktstr::Scheduler builtin{
     .spec = ktstr::SchedulerSpec::kernel_builtin({"echo on", "echo more"}, {}),
 };
 inline constexpr auto discovered_payload = ktstr::Payload::for_scheduler(discovered);
-inline constexpr ktstr::Payload fio = ktstr::binary_payload("fio", {
-    .default_args = {"--rw=read", "--size=1M"},
-    .output = ktstr::OutputFormat::Json,
-    .checks = {ktstr::Check::exit_code_is(0), ktstr::Check::json_has("/jobs")},
-});
+inline constexpr ktstr::Payload fio = ktstr::binary_payload(
+    "fio", {
+               .default_args = {"--rw=read", "--size=1M"},
+               .output = ktstr::OutputFormat::Json,
+               .checks = {ktstr::Check::exit_code_is(0), ktstr::Check::json_has("/jobs")},
+           });
 
 }  // namespace
 
@@ -61,7 +62,9 @@ TEST_CASE("a Payload prints its name, kind and settings", "[format]") {
           "2 checks)");
     CHECK(fmt::format("{}", ktstr::Payload::kernel_default()) == "eevdf (scheduler eevdf)");
     CHECK(fmt::format("{}", discovered_payload).starts_with("simple (scheduler simple (discover"));
-    ktstr::Payload shell{.name = "sh", .kind = ktstr::Binary{"sh"}, .uses_parent_pgrp = true,
+    ktstr::Payload shell{.name = "sh",
+                         .kind = ktstr::Binary{"sh"},
+                         .uses_parent_pgrp = true,
                          .checks = {ktstr::Check::exit_code_is(1)}};
     CHECK(fmt::format("{}", shell) == "sh (binary 'sh', in the parent's process group, 1 check)");
 }

@@ -308,10 +308,11 @@ TEST_CASE("fifos and sockets inside a directory are left out, each named; as a s
     std::string warnings = stderr_of([&] { entries = resolve({d.native()}); });
     CHECK(paths_of(entries) ==
           std::vector<std::string>{"/include-files/special", "/include-files/special/kept"});
-    CHECK_THAT(warnings, ContainsSubstring("not packing '" + (d / "fifo").native() +
-                                           "', a fifo: found walking '" + d.native() +
-                                           "' (from -i)"));
-    CHECK_THAT(warnings, ContainsSubstring("not packing '" + (d / "sock").native() + "', a socket"));
+    CHECK_THAT(warnings,
+               ContainsSubstring("not packing '" + (d / "fifo").native() +
+                                 "', a fifo: found walking '" + d.native() + "' (from -i)"));
+    CHECK_THAT(warnings,
+               ContainsSubstring("not packing '" + (d / "sock").native() + "', a socket"));
     CHECK_THROWS_WITH(resolve({(d / "fifo").native()}),
                       ContainsSubstring("not a regular file or a directory"));
 }

@@ -47,7 +47,6 @@ std::vector<std::string> dir_listing(const fs::path& dir) {
     return names;
 }
 
-
 std::vector<std::string> lines(const std::string& text) {
     std::vector<std::string> out;
     std::istringstream in(text);

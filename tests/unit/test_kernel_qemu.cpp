@@ -7,8 +7,8 @@
 
 #include "ktstr/error.hpp"
 #include "ktstr/fd.hpp"
-#include "ktstr/kernel.hpp"
 #include "ktstr/initramfs_cache.hpp"
+#include "ktstr/kernel.hpp"
 #include "ktstr/qemu.hpp"
 #include "ktstr/sha256.hpp"
 #include "ktstr/vm_run.hpp"
@@ -31,7 +31,9 @@ struct ScopedEnv {
         if (had) old = o;
         ::setenv(name.c_str(), value.c_str(), 1);
     }
-    ~ScopedEnv() { had ? (void)::setenv(name.c_str(), old.c_str(), 1) : (void)::unsetenv(name.c_str()); }
+    ~ScopedEnv() {
+        had ? (void)::setenv(name.c_str(), old.c_str(), 1) : (void)::unsetenv(name.c_str());
+    }
 };
 
 // A file with a bzImage header whose version string says `version`.
@@ -176,7 +178,8 @@ TEST_CASE("the default boot timeout grows with the initramfs", "[qemu]") {
     CHECK(default_boot_timeout_s(Accel::Kvm, 0) == 30);
     // Twice the 11 MB/s measured under TCG (see vm_run.cpp).
     CHECK(default_boot_timeout_s(Accel::Tcg, 1ull << 30) >= 120 + 2 * 1024 / 11.0);
-    CHECK(default_boot_timeout_s(Accel::Tcg, 1ull << 30) > default_boot_timeout_s(Accel::Tcg, 1 << 20));
+    CHECK(default_boot_timeout_s(Accel::Tcg, 1ull << 30) >
+          default_boot_timeout_s(Accel::Tcg, 1 << 20));
 }
 
 TEST_CASE("topology text round trip and errors", "[topology]") {
@@ -227,7 +230,7 @@ TEST_CASE("the initramfs cache serves a hit only while every file is unchanged",
     CHECK(again.hit);
     CHECK(again.path == first.path);
     // Same size, same mtime set back by hand: ctime still moves, so a new key.
-    struct stat before{};
+    struct stat before {};
     ::stat(file.c_str(), &before);
     std::ofstream(file) << "version 2";
     timespec times[2] = {before.st_atim, before.st_mtim};

@@ -18,10 +18,10 @@
 #include <thread>
 
 #include "../../guest_init/guest_path.hpp"
+#include "../common/generated_stream.hpp"
 #include "ktstr/error.hpp"
 #include "ktstr/fd.hpp"
 #include "ktstr/payload_run.hpp"
-#include "../common/generated_stream.hpp"
 
 using namespace std::chrono_literals;
 using Catch::Matchers::ContainsSubstring;

@@ -143,7 +143,8 @@ TEST_CASE("Discover lists every place it tried; Path must exist", "[suite]") {
                       ContainsSubstring("no_such_scx_zz") && ContainsSubstring("tried") &&
                           ContainsSubstring("scx/bin"));
     ktstr::Scheduler p{.name = "p", .spec = ktstr::SchedulerSpec::path("/no/such/sched")};
-    CHECK_THROWS_WITH(ktstr::suite::resolve_scheduler_binary(p), ContainsSubstring("/no/such/sched"));
+    CHECK_THROWS_WITH(ktstr::suite::resolve_scheduler_binary(p),
+                      ContainsSubstring("/no/such/sched"));
     ktstr::Scheduler sh{.name = "sh", .spec = ktstr::SchedulerSpec::discover("sh")};
     CHECK(fs::path(ktstr::suite::resolve_scheduler_binary(sh)).filename() == "sh");
 }
@@ -184,11 +185,13 @@ TEST_CASE("JUnit XML parses and carries each verdict", "[suite]") {
     auto file = dir.path() / "junit.xml";
     std::ofstream(file) << ktstr::suite::junit_xml(outcomes, "unit suite");
     // A real XML reader checks the structure a JUnit consumer reads.
-    std::string cmd = "python3 -c \"import sys, xml.etree.ElementTree as E; r = E.parse(sys.argv[1])"
-                      ".getroot(); s = r.find('testsuite'); c = s.findall('testcase'); "
-                      "assert s.get('tests') == '3' and s.get('failures') == '1' and "
-                      "s.get('skipped') == '1', s.attrib; assert c[1].find('failure') is not None; "
-                      "assert c[2].find('skipped') is not None; print('ok')\" " + file.string();
+    std::string cmd =
+        "python3 -c \"import sys, xml.etree.ElementTree as E; r = E.parse(sys.argv[1])"
+        ".getroot(); s = r.find('testsuite'); c = s.findall('testcase'); "
+        "assert s.get('tests') == '3' and s.get('failures') == '1' and "
+        "s.get('skipped') == '1', s.attrib; assert c[1].find('failure') is not None; "
+        "assert c[2].find('skipped') is not None; print('ok')\" " +
+        file.string();
     FILE* p = ::popen(cmd.c_str(), "r");
     REQUIRE(p);
     char buf[64] = {};
@@ -211,8 +214,8 @@ TEST_CASE("a failure report shows the declared scheduler and payloads as {fmt} p
                            "nosmt)\n"));
     CHECK_THAT(report,
                ContainsSubstring("  workload: sh (binary 'sh', args: -c, include files: sh)\n"));
-    CHECK_THAT(report, ContainsSubstring(
-                           "  workload: by-hand (binary 'true', include files: true sh)\n"));
+    CHECK_THAT(report,
+               ContainsSubstring("  workload: by-hand (binary 'true', include files: true sh)\n"));
     CHECK_THAT(report, ContainsSubstring("  it broke\n"));
 
     o.test = &find_test("unit_registered_alpha");
