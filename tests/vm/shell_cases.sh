@@ -80,7 +80,9 @@ case $case_name in
     expect_rc 0 ;;
   interactive_terminal)
     # On a terminal: a prompt, typed lines, Ctrl-C reaches the guest's command, and the
-    # terminal's settings come back after `exit` and after SIGINT to ktstr.
+    # terminal's settings come back after `exit` and after SIGINT to ktstr. The sleeping
+    # command prints once it runs in the foreground, so the ^C cannot reach the shell
+    # before the command exists; every reply after the first prompt has 30 s.
     python3 - "$ktstr" <<'PY' || fail "terminal session failed"
 import os, pty, select, signal, sys, termios, time
 ktstr = sys.argv[1]
@@ -108,7 +110,7 @@ def session(steps, interrupt=False):
     wait_for("# ")
     for send, expect in steps:
         os.write(master, send.encode())
-        wait_for(expect)
+        wait_for(expect, 30)
     if interrupt:
         os.kill(pid, signal.SIGINT)
     end = time.time() + 120
@@ -129,7 +131,7 @@ def session(steps, interrupt=False):
         sys.exit(f"terminal settings not restored: {before} -> {after}")
     return os.waitstatus_to_exitcode(status)
 
-rc = session([("echo tty-$((3*4))\r", "tty-12"), ("sleep 100\r", "sleep 100"),
+rc = session([("echo tty-$((3*4))\r", "tty-12"), ("sh -c 'echo running-$((6*7)); exec sleep 100'\r", "running-42"),
               ("\x03", "# "), ("echo after-$((1+1))\r", "after-2"), ("exit 4\r", "exit 4")])
 if rc != 4:
     sys.exit(f"exit code {rc} after `exit 4`")
