@@ -101,10 +101,13 @@ std::vector<std::string> qemu_argv(const QemuConfig& c) {
     // relays an interactive shell's input only once the guest is ready to read it.
     a.insert(a.end(), {"-chardev", chardev_socket("con", c.console_socket)});
     a.insert(a.end(), {"-serial", "chardev:con"});
-    a.insert(a.end(), {"-device", "virtio-serial-pci,id=vser"});
     const std::pair<const char*, const fs::path*> ports[] = {{"ktstr.ctl", &c.control_socket},
                                                              {"ktstr.out", &c.stdout_socket},
                                                              {"ktstr.err", &c.stderr_socket}};
+    // max_ports: the guest driver sets up two queues for every possible port (31 by
+    // default); port 0 is kept for a console, so ours are 1..3.
+    a.insert(a.end(), {"-device", "virtio-serial-pci,id=vser,max_ports=" +
+                                      std::to_string(std::size(ports) + 1)});
     int n = 0;
     for (const auto& [name, path] : ports) {
         std::string id = "port" + std::to_string(n++);
