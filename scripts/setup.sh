@@ -77,8 +77,8 @@ fi
 
 # --- 2. packages -------------------------------------------------------------
 pkgs=(build-essential cmake ninja-build pkg-config git
-      qemu-system-x86 busybox-static cpio zstd lz4 file
-      libelf-dev zlib1g-dev libzstd-dev liblz4-dev libfmt-dev nlohmann-json3-dev libboost1.81-dev
+      qemu-system-x86 busybox-static cpio zstd lz4 xz-utils bzip2 file
+      libelf-dev zlib1g-dev libzstd-dev liblz4-dev liblzma-dev libfmt-dev nlohmann-json3-dev libboost1.81-dev
       clang-19 llvm-19 libxml2-utils
       fio stress-ng rt-tests bc)
 bpo_pkgs=(libcatch2-dev libbpf-dev bpftool)

@@ -20,6 +20,7 @@
 #include "ktstr/error.hpp"
 #include "ktstr/fd.hpp"
 #include "ktstr/log.hpp"
+#include "ktstr/pvh_image.hpp"
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
@@ -236,7 +237,7 @@ void VmSession::open_channels() {
 
 QemuConfig VmSession::qemu_config() const {
     QemuConfig qc;
-    qc.kernel = spec_.kernel.image;
+    qc.kernel = spec_.boot_image.empty() ? spec_.kernel.image : spec_.boot_image;
     qc.initramfs = spec_.initramfs;
     qc.accel = spec_.accel.accel;
     qc.topology = spec_.topology;
@@ -584,6 +585,12 @@ VmResult run_vm(const VmSpec& spec, const protocol::Job& job) {
         std::error_code ec;
         auto size = fs::file_size(s.initramfs, ec);
         s.boot_timeout_s = default_boot_timeout_s(s.accel.accel, ec ? 0 : size);
+    }
+    if (s.boot_image.empty()) {
+        auto pvh = pvh_image(s.kernel.image, pvh_cache_dir());
+        if (pvh.elf) s.boot_image = *pvh.elf;
+        log(LogLevel::Debug, "kernel entry: {} ({})",
+            pvh.elf ? "PVH, -kernel " + pvh.elf->string() : "bzImage", pvh.why);
     }
     VmResult r = VmSession(s, job).run();
     if (r.boot_race) {

@@ -15,6 +15,9 @@ namespace ktstr {
 
 struct VmSpec {
     KernelInfo kernel;
+    // What -kernel gets: empty means run_vm picks (pvh_image(): the ELF vmlinux through its
+    // PVH entry when the kernel has one, else kernel.image).
+    std::filesystem::path boot_image;
     std::filesystem::path initramfs;
     AccelChoice accel;
     Topology topology;

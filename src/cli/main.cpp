@@ -27,6 +27,7 @@
 #include "ktstr/initramfs_cache.hpp"
 #include "ktstr/kernel.hpp"
 #include "ktstr/log.hpp"
+#include "ktstr/pvh_image.hpp"
 #include "ktstr/run_phases.hpp"
 #include "ktstr/vm_run.hpp"
 
@@ -44,7 +45,7 @@ commands:
   shell        boot a VM and run --exec CMD in it, or an interactive shell
   initramfs    write the initramfs that `shell` would boot, or --list it
   kernel list  show the kernels ktstr can find
-  cache clean  empty the initramfs cache
+  cache clean  empty the initramfs cache and the unpacked kernels
 
 Run `ktstr <command> --help` for a command's options.
 )";
@@ -79,7 +80,11 @@ as in --timeout=5):
   --scheduler-arg A         pass A to the scheduler (repeatable)
   --kernel PATH             kernel image (or a directory holding vmlinuz);
                             default: $KTSTR_KERNEL, then the kernel cache,
-                            then /boot (see `ktstr kernel list`)
+                            then /boot (see `ktstr kernel list`). A kernel
+                            with a PVH entry (CONFIG_PVH) boots through it:
+                            its ELF is unpacked once into the cache, which
+                            skips the emulated decompressor (3 s under TCG);
+                            KTSTR_KERNEL_ENTRY=bzimage boots the image as is
   --accel auto|kvm|tcg      accelerator (default: $KTSTR_ACCEL, else auto)
   --cpus N                  vCPUs, 1 to 255 (default 2)
   --memory MB               guest memory, 128 to the host's RAM (default:
@@ -211,6 +216,8 @@ int cmd_cache(Args& args) {
     if (args.done() || args.peek() != "clean") throw Error("usage: ktstr cache clean");
     auto freed = clean_initramfs_cache();
     fmt::print("removed {} MB from {}\n", freed >> 20, initramfs_cache_dir().string());
+    freed = clean_pvh_cache(pvh_cache_dir());
+    fmt::print("removed {} MB from {}\n", freed >> 20, pvh_cache_dir().string());
     return 0;
 }
 

@@ -12,6 +12,7 @@
 #include "ktstr/qemu.hpp"
 #include "ktstr/sha256.hpp"
 #include "ktstr/vm_run.hpp"
+#include "scoped_env.hpp"
 
 #include <sys/stat.h>
 
@@ -19,22 +20,6 @@ namespace fs = std::filesystem;
 using Catch::Matchers::ContainsSubstring;
 
 namespace {
-
-// Sets an environment variable for one scope.
-struct ScopedEnv {
-    std::string name;
-    std::string old;
-    bool had;
-    ScopedEnv(std::string n, const std::string& value) : name(std::move(n)) {
-        const char* o = std::getenv(name.c_str());
-        had = o != nullptr;
-        if (had) old = o;
-        ::setenv(name.c_str(), value.c_str(), 1);
-    }
-    ~ScopedEnv() {
-        had ? (void)::setenv(name.c_str(), old.c_str(), 1) : (void)::unsetenv(name.c_str());
-    }
-};
 
 // A file with a bzImage header whose version string says `version`.
 void write_fake_image(const fs::path& p, const std::string& version) {

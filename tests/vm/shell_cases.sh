@@ -270,6 +270,18 @@ PY
     done
     run shell --compress xz --exec true
     expect_rc 125; expect_err "--compress wants none, gzip, lz4 or zstd, not 'xz'" ;;
+  kernel_entry)
+    # The kernel boots through its PVH entry by default (its ELF unpacked once into the
+    # cache), and as a bzImage with KTSTR_KERNEL_ENTRY=bzimage; both run the command.
+    KTSTR_LOG=debug "$ktstr" shell --exec 'uname -r' >"$work/out" 2>"$work/err" || fail "exit code $?"
+    expect_err 'kernel entry: PVH, -kernel .*/pvh/[0-9a-f]+\.elf'
+    expect_err 'running qemu.* -kernel [^ ]*/pvh/[0-9a-f]+\.elf '
+    expect_out '^[0-9]+\.[0-9]+'
+    KTSTR_LOG=debug KTSTR_KERNEL_ENTRY=bzimage "$ktstr" shell --exec 'uname -r' >"$work/out" 2>"$work/err" \
+      || fail "exit code $?"
+    expect_err 'kernel entry: bzImage \(KTSTR_KERNEL_ENTRY=bzimage\)'
+    expect_err 'running qemu.* -kernel [^ ]*vmlinuz '
+    expect_out '^[0-9]+\.[0-9]+' ;;
   *) fail "unknown case $case_name" ;;
 esac
 echo "PASS: $case_name"

@@ -1,0 +1,301 @@
+#include "ktstr/pvh_image.hpp"
+
+#include <fcntl.h>
+#include <gelf.h>
+#include <lz4.h>
+#include <lzma.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+#include <zstd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include "ktstr/error.hpp"
+#include "ktstr/fd.hpp"
+#include "ktstr/kernel.hpp"
+#include "ktstr/sha256.hpp"
+
+namespace fs = std::filesystem;
+
+namespace ktstr {
+namespace {
+
+// Bumped whenever what is cached for the same bzImage changes.
+constexpr const char* kFormat = "ktstr-pvh-1";
+constexpr size_t kKeepImages = 4;  // about 60 MB each
+constexpr unsigned kXenNotePhys32Entry = 18;
+
+using Bytes = std::vector<uint8_t>;
+
+uint32_t le32(const Bytes& b, size_t at) {
+    return uint32_t(b[at]) | uint32_t(b[at + 1]) << 8 | uint32_t(b[at + 2]) << 16 |
+           uint32_t(b[at + 3]) << 24;
+}
+
+// The x86 boot protocol (2.08 and later) says where the compressed vmlinux lies: at
+// payload_offset (0x248) from the start of the protected-mode code, which follows the
+// setup sectors (0x1f1; 0 means 4), payload_length (0x24c) bytes long.
+struct Payload {
+    const uint8_t* data = nullptr;
+    size_t size = 0;
+};
+
+Payload find_payload(const Bytes& image, std::string& why) {
+    if (image.size() < 0x250 || std::string_view((const char*)&image[0x202], 4) != "HdrS") {
+        why = "not a bzImage (no HdrS header)";
+        return {};
+    }
+    unsigned protocol = image[0x206] | image[0x207] << 8;
+    if (protocol < 0x208) {
+        why = "boot protocol older than 2.08 names no payload";
+        return {};
+    }
+    size_t setup = image[0x1f1] ? image[0x1f1] : 4;
+    size_t start = (setup + 1) * 512 + le32(image, 0x248);
+    size_t size = le32(image, 0x24c);
+    if (start >= image.size() || size > image.size() - start) {
+        why = "its payload lies outside the file";
+        return {};
+    }
+    return {image.data() + start, size};
+}
+
+void write_out(int fd, const void* p, size_t n) {
+    write_all(fd, static_cast<const char*>(p), n, "the unpacked vmlinux");
+}
+
+constexpr size_t kChunk = 1 << 20;
+
+void gunzip(Payload in, int out) {
+    z_stream s{};
+    if (inflateInit2(&s, 16 + MAX_WBITS) != Z_OK) throw Error("cannot start zlib");
+    std::unique_ptr<z_stream, int (*)(z_stream*)> guard(&s, inflateEnd);
+    Bytes buf(kChunk);
+    s.next_in = const_cast<uint8_t*>(in.data);
+    s.avail_in = static_cast<uInt>(in.size);
+    for (int rc = Z_OK; rc != Z_STREAM_END;) {
+        s.next_out = buf.data();
+        s.avail_out = static_cast<uInt>(buf.size());
+        rc = inflate(&s, Z_NO_FLUSH);
+        if (rc != Z_OK && rc != Z_STREAM_END)
+            throw Error(std::string("gzip payload is damaged: ") + (s.msg ? s.msg : "no detail"));
+        write_out(out, buf.data(), buf.size() - s.avail_out);
+        if (rc == Z_OK && s.avail_in == 0 && s.avail_out != 0)
+            throw Error("gzip payload ends early");
+    }
+}
+
+void unzstd(Payload in, int out) {
+    std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> ctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
+    if (!ctx) throw Error("cannot start zstd");
+    Bytes buf(ZSTD_DStreamOutSize());
+    ZSTD_inBuffer src{in.data, in.size, 0};
+    for (size_t rc = 1; rc != 0;) {
+        ZSTD_outBuffer dst{buf.data(), buf.size(), 0};
+        rc = ZSTD_decompressStream(ctx.get(), &dst, &src);
+        if (ZSTD_isError(rc))
+            throw Error(std::string("zstd payload is damaged: ") + ZSTD_getErrorName(rc));
+        write_out(out, buf.data(), dst.pos);
+        if (rc != 0 && src.pos == src.size && dst.pos < dst.size)
+            throw Error("zstd payload ends early");
+    }
+}
+
+void unxz(Payload in, int out) {
+    lzma_stream s = LZMA_STREAM_INIT;
+    if (lzma_stream_decoder(&s, UINT64_MAX, 0) != LZMA_OK) throw Error("cannot start xz");
+    std::unique_ptr<lzma_stream, void (*)(lzma_stream*)> guard(&s, lzma_end);
+    Bytes buf(kChunk);
+    s.next_in = in.data;
+    s.avail_in = in.size;
+    for (lzma_ret rc = LZMA_OK; rc != LZMA_STREAM_END;) {
+        s.next_out = buf.data();
+        s.avail_out = buf.size();
+        rc = lzma_code(&s, LZMA_FINISH);
+        if (rc != LZMA_OK && rc != LZMA_STREAM_END)
+            throw Error("xz payload is damaged (liblzma error " + std::to_string(int(rc)) + ")");
+        write_out(out, buf.data(), buf.size() - s.avail_out);
+    }
+}
+
+// The kernel's lz4 is the legacy framing: a magic word, then blocks of at most 8 MB, each
+// after its compressed size; the build appends the unpacked size, which ends the walk.
+void unlz4(Payload in, int out) {
+    constexpr uint32_t kMagic = 0x184c2102;
+    constexpr size_t kBlock = 8 << 20;
+    Bytes whole(in.data, in.data + in.size), buf(kBlock);
+    size_t at = 4;
+    while (at + 4 < whole.size()) {
+        uint32_t n = le32(whole, at);
+        at += 4;
+        if (n == kMagic) continue;  // concatenated streams
+        if (n > whole.size() - at) throw Error("lz4 payload has a block past its end");
+        int got = LZ4_decompress_safe(reinterpret_cast<const char*>(&whole[at]),
+                                      reinterpret_cast<char*>(buf.data()), int(n), int(kBlock));
+        if (got < 0) throw Error("lz4 payload is damaged");
+        write_out(out, buf.data(), size_t(got));
+        at += n;
+    }
+}
+
+// Unpacks the payload to `out`; false (with `why`) for a format ktstr does not read.
+bool unpack(Payload p, int out, std::string& why) {
+    auto starts = [&](std::initializer_list<uint8_t> magic) {
+        return p.size >= magic.size() && std::equal(magic.begin(), magic.end(), p.data);
+    };
+    if (starts({0x1f, 0x8b})) return gunzip(p, out), true;
+    if (starts({0x28, 0xb5, 0x2f, 0xfd})) return unzstd(p, out), true;
+    if (starts({0xfd, '7', 'z', 'X', 'Z', 0x00})) return unxz(p, out), true;
+    if (starts({0x02, 0x21, 0x4c, 0x18})) return unlz4(p, out), true;
+    why =
+        "its payload is compressed in a format ktstr does not unpack (it reads gzip, zstd, xz "
+        "and lz4)";
+    return false;
+}
+
+// An x86-64 ELF with the PVH entry note; `why` says what it lacks.
+bool has_pvh_entry(int fd, std::string& why) {
+    if (elf_version(EV_CURRENT) == EV_NONE) throw Error("libelf is unusable");
+    std::unique_ptr<Elf, int (*)(Elf*)> elf(elf_begin(fd, ELF_C_READ, nullptr), elf_end);
+    GElf_Ehdr eh;
+    if (!elf || elf_kind(elf.get()) != ELF_K_ELF || !gelf_getehdr(elf.get(), &eh)) {
+        why = "its payload is not an ELF file";
+        return false;
+    }
+    if (gelf_getclass(elf.get()) != ELFCLASS64 || eh.e_machine != EM_X86_64) {
+        why = "its payload is not an x86-64 ELF";
+        return false;
+    }
+    size_t count = 0;
+    if (elf_getphdrnum(elf.get(), &count) != 0) count = 0;
+    for (size_t i = 0; i < count; ++i) {
+        GElf_Phdr ph;
+        if (!gelf_getphdr(elf.get(), int(i), &ph) || ph.p_type != PT_NOTE) continue;
+        Elf_Data* d = elf_getdata_rawchunk(elf.get(), off_t(ph.p_offset), ph.p_filesz, ELF_T_NHDR);
+        GElf_Nhdr nh;
+        size_t name_at, desc_at;
+        for (size_t at = 0; d && (at = gelf_getnote(d, at, &nh, &name_at, &desc_at)) != 0;) {
+            const char* name = static_cast<const char*>(d->d_buf) + name_at;
+            if (nh.n_type == kXenNotePhys32Entry && nh.n_namesz == 4 &&
+                !std::memcmp(name, "Xen", 4))
+                return true;
+        }
+    }
+    why = "it has no PVH entry (a kernel built without CONFIG_PVH)";
+    return false;
+}
+
+std::string image_key(const fs::path& bzimage) {
+    struct stat st {};
+    if (::stat(bzimage.c_str(), &st) != 0)
+        throw_errno("cannot stat kernel " + quoted(bzimage.string()));
+    std::error_code ec;
+    Sha256 h;
+    h.update(kFormat);
+    h.update(std::string(1, '\0') + fs::weakly_canonical(bzimage, ec).string());
+    for (long long v : {(long long)st.st_dev, (long long)st.st_ino, (long long)st.st_size,
+                        (long long)st.st_mtim.tv_sec, (long long)st.st_mtim.tv_nsec,
+                        (long long)st.st_ctim.tv_sec, (long long)st.st_ctim.tv_nsec})
+        h.update("/" + std::to_string(v));
+    return h.finish_hex();
+}
+
+std::string read_text(const fs::path& p) {
+    std::ifstream in(p);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// Writes `text` to `path` by rename, so concurrent runs never read half a file.
+void publish(const fs::path& tmp, const fs::path& path) {
+    std::error_code ec;
+    fs::rename(tmp, path, ec);
+    if (ec) {
+        fs::remove(tmp, ec);
+        throw Error("cannot store " + quoted(path.string()) + ": " + ec.message());
+    }
+}
+
+void trim(const fs::path& cache, const fs::path& keep) {
+    std::vector<std::pair<fs::file_time_type, fs::path>> elves;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(cache, ec))
+        if (e.path().extension() == ".elf" && e.path() != keep)
+            elves.emplace_back(e.last_write_time(ec), e.path());
+    std::sort(elves.rbegin(), elves.rend());
+    for (size_t i = kKeepImages - 1; i < elves.size(); ++i) fs::remove(elves[i].second, ec);
+}
+
+PvhImage unpack_into_cache(const fs::path& bzimage, const fs::path& cache, const std::string& key) {
+    std::ifstream in(bzimage, std::ios::binary);
+    Bytes image((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (!in.eof() && in.fail()) throw Error("cannot read kernel " + quoted(bzimage.string()));
+    std::error_code ec;
+    fs::create_directories(cache, ec);
+    if (ec) throw Error("cannot create cache dir " + quoted(cache.string()) + ": " + ec.message());
+
+    std::string tmp_name = (cache / ("." + key + ".XXXXXX")).string();
+    Fd out(::mkstemp(tmp_name.data()));
+    if (!out) throw_errno("cannot create a temp file in " + quoted(cache.string()));
+    fs::path tmp = tmp_name;
+    std::string why;
+    try {
+        Payload p = find_payload(image, why);
+        bool ok = p.data && unpack(p, out.get(), why) && has_pvh_entry(out.get(), why);
+        if (ok) {
+            publish(tmp, cache / (key + ".elf"));
+            trim(cache, cache / (key + ".elf"));
+            return {cache / (key + ".elf"), "unpacked from " + bzimage.string()};
+        }
+    } catch (const Error& e) {
+        fs::remove(tmp, ec);  // a damaged payload or a full disk: not remembered
+        return {std::nullopt, e.what()};
+    }
+    // Remembered, so the next run does not unpack it again only to refuse it again.
+    std::ofstream(tmp, std::ios::trunc) << why;
+    publish(tmp, cache / (key + ".no"));
+    return {std::nullopt, why};
+}
+
+}  // namespace
+
+fs::path pvh_cache_dir() {
+    return cache_dir() / "pvh";
+}
+
+PvhImage pvh_image(const fs::path& bzimage, const fs::path& cache) {
+    const char* entry = std::getenv("KTSTR_KERNEL_ENTRY");
+    if (entry && std::string_view(entry) == "bzimage")
+        return {std::nullopt, "KTSTR_KERNEL_ENTRY=bzimage"};
+    auto key = image_key(bzimage);
+    auto elf = cache / (key + ".elf");
+    std::error_code ec;
+    if (fs::is_regular_file(elf, ec)) {
+        fs::last_write_time(elf, fs::file_time_type::clock::now(), ec);  // recently used
+        return {elf, "cached, unpacked from " + bzimage.string()};
+    }
+    PvhImage result = fs::is_regular_file(cache / (key + ".no"), ec)
+                          ? PvhImage{std::nullopt, read_text(cache / (key + ".no"))}
+                          : unpack_into_cache(bzimage, cache, key);
+    if (!result.elf) result.why = "booting the bzImage as is: " + result.why;
+    return result;
+}
+
+std::uintmax_t clean_pvh_cache(const fs::path& cache) {
+    std::uintmax_t freed = 0;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(cache, ec)) {
+        auto size = e.file_size(ec);
+        if (!ec && fs::remove(e.path(), ec)) freed += size;
+    }
+    return freed;
+}
+
+}  // namespace ktstr
