@@ -161,24 +161,29 @@ bool unpack(Payload p, int out, std::string& why) {
     return false;
 }
 
-// An x86-64 ELF with the PVH entry note; `why` says what it lacks.
-bool has_pvh_entry(int fd, std::string& why) {
+// For an x86-64 ELF with the PVH entry note: the physical address its loaded segments end at.
+// Unset, with `why` saying what it lacks, for any other file.
+std::optional<uint64_t> pvh_load_end(int fd, std::string& why) {
     if (elf_version(EV_CURRENT) == EV_NONE) throw Error("libelf is unusable");
     std::unique_ptr<Elf, int (*)(Elf*)> elf(elf_begin(fd, ELF_C_READ, nullptr), elf_end);
     GElf_Ehdr eh;
     if (!elf || elf_kind(elf.get()) != ELF_K_ELF || !gelf_getehdr(elf.get(), &eh)) {
         why = "its payload is not an ELF file";
-        return false;
+        return std::nullopt;
     }
     if (gelf_getclass(elf.get()) != ELFCLASS64 || eh.e_machine != EM_X86_64) {
         why = "its payload is not an x86-64 ELF";
-        return false;
+        return std::nullopt;
     }
     size_t count = 0;
     if (elf_getphdrnum(elf.get(), &count) != 0) count = 0;
+    bool entry = false;
+    uint64_t end = 0;
     for (size_t i = 0; i < count; ++i) {
         GElf_Phdr ph;
-        if (!gelf_getphdr(elf.get(), int(i), &ph) || ph.p_type != PT_NOTE) continue;
+        if (!gelf_getphdr(elf.get(), int(i), &ph)) continue;
+        if (ph.p_type == PT_LOAD) end = std::max<uint64_t>(end, ph.p_paddr + ph.p_memsz);
+        if (ph.p_type != PT_NOTE) continue;
         Elf_Data* d = elf_getdata_rawchunk(elf.get(), off_t(ph.p_offset), ph.p_filesz, ELF_T_NHDR);
         GElf_Nhdr nh;
         size_t name_at, desc_at;
@@ -186,11 +191,14 @@ bool has_pvh_entry(int fd, std::string& why) {
             const char* name = static_cast<const char*>(d->d_buf) + name_at;
             if (nh.n_type == kXenNotePhys32Entry && nh.n_namesz == 4 &&
                 !std::memcmp(name, "Xen", 4))
-                return true;
+                entry = true;
         }
     }
-    why = "it has no PVH entry (a kernel built without CONFIG_PVH)";
-    return false;
+    if (!entry) {
+        why = "it has no PVH entry (a kernel built without CONFIG_PVH)";
+        return std::nullopt;
+    }
+    return end;
 }
 
 std::string image_key(const fs::path& bzimage) {
@@ -248,20 +256,21 @@ PvhImage unpack_into_cache(const fs::path& bzimage, const fs::path& cache, const
     std::string why;
     try {
         Payload p = find_payload(image, why);
-        bool ok = p.data && unpack(p, out.get(), why) && has_pvh_entry(out.get(), why);
-        if (ok) {
+        std::optional<uint64_t> end;
+        if (p.data && unpack(p, out.get(), why)) end = pvh_load_end(out.get(), why);
+        if (end) {
             publish(tmp, cache / (key + ".elf"));
             trim(cache, cache / (key + ".elf"));
-            return {cache / (key + ".elf"), "unpacked from " + bzimage.string()};
+            return {cache / (key + ".elf"), *end, "unpacked from " + bzimage.string()};
         }
     } catch (const Error& e) {
         fs::remove(tmp, ec);  // a damaged payload or a full disk: not remembered
-        return {std::nullopt, e.what()};
+        return {std::nullopt, 0, e.what()};
     }
     // Remembered, so the next run does not unpack it again only to refuse it again.
     std::ofstream(tmp, std::ios::trunc) << why;
     publish(tmp, cache / (key + ".no"));
-    return {std::nullopt, why};
+    return {std::nullopt, 0, why};
 }
 
 }  // namespace
@@ -273,19 +282,32 @@ fs::path pvh_cache_dir() {
 PvhImage pvh_image(const fs::path& bzimage, const fs::path& cache) {
     const char* entry = std::getenv("KTSTR_KERNEL_ENTRY");
     if (entry && std::string_view(entry) == "bzimage")
-        return {std::nullopt, "KTSTR_KERNEL_ENTRY=bzimage"};
+        return {std::nullopt, 0, "KTSTR_KERNEL_ENTRY=bzimage"};
     auto key = image_key(bzimage);
     auto elf = cache / (key + ".elf");
     std::error_code ec;
-    if (fs::is_regular_file(elf, ec)) {
-        fs::last_write_time(elf, fs::file_time_type::clock::now(), ec);  // recently used
-        return {elf, "cached, unpacked from " + bzimage.string()};
+    if (Fd fd{::open(elf.c_str(), O_RDONLY | O_CLOEXEC)}) {
+        std::string why;
+        if (auto end = pvh_load_end(fd.get(), why)) {
+            fs::last_write_time(elf, fs::file_time_type::clock::now(), ec);  // recently used
+            return {elf, *end, "cached, unpacked from " + bzimage.string()};
+        }
+        fs::remove(elf, ec);  // damaged since: unpacked again below
     }
     PvhImage result = fs::is_regular_file(cache / (key + ".no"), ec)
-                          ? PvhImage{std::nullopt, read_text(cache / (key + ".no"))}
+                          ? PvhImage{std::nullopt, 0, read_text(cache / (key + ".no"))}
                           : unpack_into_cache(bzimage, cache, key);
     if (!result.elf) result.why = "booting the bzImage as is: " + result.why;
     return result;
+}
+
+bool pvh_fits(const PvhImage& image, uint64_t memory_bytes, uint64_t initrd_bytes) {
+    // QEMU's PVH loader puts the initrd at the top of memory below 4 GiB, less 64 KiB for ACPI
+    // tables, page-aligned (the pc machine keeps up to 3.5 GiB there; 2 GiB is the safe guess).
+    uint64_t below_4g = std::min<uint64_t>(memory_bytes, uint64_t(2) << 30);
+    if (below_4g < initrd_bytes + (64 << 10)) return false;
+    uint64_t initrd_at = (below_4g - (64 << 10) - initrd_bytes) & ~uint64_t(4095);
+    return initrd_at >= image.load_end;
 }
 
 std::uintmax_t clean_pvh_cache(const fs::path& cache) {

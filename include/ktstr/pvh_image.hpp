@@ -6,6 +6,7 @@
 // compressed in a format ktstr does not read, boots as a bzImage.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -14,6 +15,7 @@ namespace ktstr {
 
 struct PvhImage {
     std::optional<std::filesystem::path> elf;  // what to pass to -kernel; unset: the bzImage
+    uint64_t load_end = 0;                     // the physical address the ELF's segments end at
     std::string why;                           // one line for the debug log
 };
 
@@ -21,6 +23,12 @@ struct PvhImage {
 // Never throws for a kernel that cannot boot this way: `why` says what was wrong. Set
 // KTSTR_KERNEL_ENTRY=bzimage to always boot the bzImage as is.
 PvhImage pvh_image(const std::filesystem::path& bzimage, const std::filesystem::path& cache);
+
+// Whether QEMU can place an initrd of `initrd_bytes` above the ELF in `memory_bytes` of guest
+// memory. It cannot when the initrd is too big for the memory: the initrd would overwrite the
+// kernel, which then hangs before printing anything; the bzImage's decompressor moves itself
+// out of the initrd's way, and the kernel then reports that it ran out of memory.
+bool pvh_fits(const PvhImage& image, uint64_t memory_bytes, uint64_t initrd_bytes);
 
 // cache_dir()/pvh
 std::filesystem::path pvh_cache_dir();

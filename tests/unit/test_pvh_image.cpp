@@ -172,3 +172,18 @@ TEST_CASE("the PVH cache keeps the four most recently used kernels", "[pvh]") {
     CHECK(ktstr::clean_pvh_cache(cache) == 4 * fs::file_size(elf));
     CHECK(files_in(cache) == 0);
 }
+
+TEST_CASE("a PVH kernel is used only when QEMU can put the initrd above it", "[pvh]") {
+    ktstr::TempDir dir;
+    write_bzimage(dir.path() / "bzImage", compressed("gzip -n", build_elf(dir.path(), true)));
+    auto image = ktstr::pvh_image(dir.path() / "bzImage", dir.path() / "cache");
+    REQUIRE(image.elf);
+    CHECK(image.load_end > 0x400000);  // ld's default start of text, and past it
+    const uint64_t mb = 1 << 20;
+    image.load_end = 80 * mb;  // about what the 7.3 kernel's segments take
+    CHECK(ktstr::pvh_fits(image, 512 * mb, 100 * mb));
+    CHECK_FALSE(ktstr::pvh_fits(image, 160 * mb, 130 * mb));  // would overwrite the kernel
+    CHECK_FALSE(ktstr::pvh_fits(image, 128 * mb, 200 * mb));  // larger than memory
+    CHECK(ktstr::pvh_fits(image, 8192 * mb, 1500 * mb));      // only low memory counts
+    CHECK_FALSE(ktstr::pvh_fits(image, 8192 * mb, 2000 * mb));
+}
