@@ -11,11 +11,14 @@ hang_s=${HANG_S:-120}
 
 read_ktstr_settings --exec true
 bare_initramfs "$work/true" "$work/true.cpio" '/bin/busybox true'
-base_append=$qemu_append base_machine=$qemu_machine base_cpu=$qemu_cpu
+base_append=$qemu_append base_machine=$qemu_machine base_cpu=$qemu_cpu base_accel=$qemu_accel
 
-# Each row: a name, then what it changes: machine=M, cpu=C, or append=WORDS.
+# Each row: a name, then what it changes: machine=M, cpu=C, append=WORDS, accel=A, or
+# entry=bzimage (boot the bzImage through its decompressor instead of ktstr's PVH ELF).
 rows=(
   "baseline (ktstr's settings)|"
+  "kernel entry: bzImage instead of PVH|entry=bzimage"
+  "accel tcg,thread=multi (races: reliability.sh)|accel=tcg,thread=multi"
   "machine q35|machine=q35"
   "machine microvm, with its PIT, PIC and RTC|machine=microvm,pit=on,pic=on,rtc=on,isa-serial=on"
   "cpu qemu64|cpu=qemu64"
@@ -29,13 +32,16 @@ rows=(
 one_boot() {  # one_boot INDEX: sets the row's settings, boots once, records time or status
   local i=$1 change=${rows[$1]#*|}
   qemu_machine=$base_machine qemu_cpu=$base_cpu qemu_append=$base_append
+  qemu_accel=$base_accel boot_kernel=
   case $change in
+    entry=bzimage) boot_kernel=$kernel ;;
+    accel=*) qemu_accel=${change#accel=} ;;
     machine=*) qemu_machine=${change#machine=} ;;
     cpu=*) qemu_cpu=${change#cpu=} ;;
     append=*) qemu_append="$base_append ${change#append=}" ;;
   esac
   local t0 rc; t0=$(now)
-  timeout "$hang_s" bash -c "$(declare -f bare_boot); $(declare -p qemu_machine qemu_accel qemu_cpu qemu_smp qemu_mem qemu_append kernel work); bare_boot '$work/true.cpio'" >/dev/null 2>&1
+  timeout "$hang_s" bash -c "$(declare -f bare_boot); $(declare -p qemu_machine qemu_accel qemu_cpu qemu_smp qemu_mem qemu_append qemu_kernel boot_kernel work); bare_boot '$work/true.cpio'" >/dev/null 2>&1
   rc=$?
   if [ $rc = 124 ]; then echo hung >>"$work/row$i.status"
   elif grep -q 'Kernel panic' "$work/bare.log" || [ $rc != 0 ]; then echo failed >>"$work/row$i.status"
@@ -46,7 +52,7 @@ for _ in $(seq "$runs"); do
   for i in "${!rows[@]}"; do one_boot "$i"; done
 done
 
-echo "kernel $kernel; baseline: -accel $qemu_accel -cpu $base_cpu -smp $qemu_smp -m $qemu_mem ${base_machine:+-machine $base_machine }-append '$base_append'"
+echo "kernel $kernel; baseline: -kernel $qemu_kernel -accel $base_accel -cpu $base_cpu -smp $qemu_smp -m $qemu_mem ${base_machine:+-machine $base_machine }-append '$base_append'"
 base=$(median <"$work/row0.t" 2>/dev/null)
 for i in "${!rows[@]}"; do
   name=${rows[$i]%%|*}

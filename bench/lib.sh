@@ -22,12 +22,14 @@ times_of() { tr '\n' ' ' <"$1"; }
 export KTSTR_LOG=debug KTSTR_ACCEL=${KTSTR_ACCEL:-tcg}
 
 # The settings ktstr chose, read from its own log ("running qemu-system-x86_64 ..."):
-# sets qemu_accel, qemu_machine, qemu_cpu, qemu_smp, qemu_mem and qemu_append.
+# sets qemu_kernel (what -kernel got: the PVH ELF ktstr unpacked, or the bzImage),
+# qemu_accel, qemu_machine, qemu_cpu, qemu_smp, qemu_mem and qemu_append.
 read_ktstr_settings() {
   local line
   "$ktstr" shell "$@" >/dev/null 2>"$work/settings.log" || true
   line=$(grep -m1 'running qemu-system' "$work/settings.log") \
     || { cat "$work/settings.log" >&2; echo "ktstr printed no QEMU command line" >&2; exit 2; }
+  qemu_kernel=$(sed -nE 's/.* -kernel ([^ ]+) .*/\1/p' <<<"$line")
   qemu_accel=$(sed -nE 's/.* -accel ([^ ]+) .*/\1/p' <<<"$line")
   qemu_cpu=$(sed -nE 's/.* -cpu ([^ ]+) .*/\1/p' <<<"$line")
   qemu_smp=$(sed -nE 's/.* -smp ([^ ]+) .*/\1/p' <<<"$line")
@@ -48,12 +50,13 @@ bare_initramfs() {
   (cd "$dir" && find . | LC_ALL=C sort | cpio -o -H newc --quiet >"$out")
 }
 
-# bare_boot INITRAMFS [EXTRA QEMU ARGS...]: one boot with ktstr's settings, console to a file.
+# bare_boot INITRAMFS [EXTRA QEMU ARGS...]: one boot with ktstr's settings, console to a file;
+# $boot_kernel, when set, replaces ktstr's -kernel (the bzImage, for the user's bare baseline).
 bare_boot() {
   local initrd=$1; shift
   qemu-system-x86_64 -nodefaults -no-user-config -display none -no-reboot \
     ${qemu_machine:+-machine "$qemu_machine"} -accel "$qemu_accel" -cpu "$qemu_cpu" \
-    -smp "$qemu_smp" -m "$qemu_mem" -kernel "$kernel" -initrd "$initrd" -append "$qemu_append" \
+    -smp "$qemu_smp" -m "$qemu_mem" -kernel "${boot_kernel:-$qemu_kernel}" -initrd "$initrd" -append "$qemu_append" \
     -chardev file,id=con,path="$work/bare.log" -serial chardev:con "$@"
 }
 

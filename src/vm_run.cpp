@@ -19,6 +19,7 @@
 
 #include "ktstr/error.hpp"
 #include "ktstr/fd.hpp"
+#include "ktstr/guest_terminal.hpp"
 #include "ktstr/log.hpp"
 #include "ktstr/pvh_image.hpp"
 
@@ -74,24 +75,6 @@ class HostSignals {
 
 // A terminal in raw mode for as long as this lives: every key, Ctrl-C included, goes to the
 // guest's shell. Output processing stays on, so our own log lines still end their lines.
-class RawTerminal {
-  public:
-    explicit RawTerminal(int fd) : fd_(fd) {
-        if (::tcgetattr(fd, &saved_) != 0) throw_errno("cannot read the terminal's settings");
-        termios raw = saved_;
-        ::cfmakeraw(&raw);
-        raw.c_oflag |= OPOST | ONLCR;
-        if (::tcsetattr(fd, TCSANOW, &raw) != 0) throw_errno("cannot put the terminal in raw mode");
-    }
-    RawTerminal(const RawTerminal&) = delete;
-    RawTerminal& operator=(const RawTerminal&) = delete;
-    ~RawTerminal() { ::tcsetattr(fd_, TCSANOW, &saved_); }
-
-  private:
-    int fd_;
-    termios saved_{};
-};
-
 struct Qemu {
     pid_t pid = -1;
     Fd pidfd;
@@ -220,7 +203,8 @@ class VmSession {
     std::string console_, console_line_;
     std::string to_console_;  // input the console has not taken yet
     char last_input_ = '\n';
-    std::optional<RawTerminal> raw_terminal_;
+    std::optional<GuestTerminal> own_terminal_;
+    GuestTerminal* terminal_ = nullptr;
     Qemu qemu_;
     VmResult result_;
     Clock::time_point t0_ = Clock::now();
@@ -276,7 +260,7 @@ void VmSession::handle_control_line(const std::string& line) {
         write_all(channels_[kCtl].conn.get(), text.data(), text.size(), "job to the guest");
     } else if (type == "started" && !started_) {
         started_ = true;
-        if (spec_.input_fd >= 0 && ::isatty(spec_.input_fd)) raw_terminal_.emplace(spec_.input_fd);
+        if (terminal_) terminal_->make_raw();
     } else if (type == "verdict" && !verdict_) {
         verdict_ = true;
         verdict_ms_ = ms_since(t0_);
@@ -375,6 +359,9 @@ void VmSession::loop() {
     std::string shown;
     for (const auto& a : argv) shown += " " + a;
     log(LogLevel::Debug, "running{}", shown);
+    terminal_ = spec_.terminal;
+    if (!terminal_ && spec_.input_fd >= 0 && ::isatty(spec_.input_fd))
+        terminal_ = &own_terminal_.emplace(spec_.input_fd);
     start_qemu(qemu_, argv, dir_.path() / "qemu.stderr");
 
     enum { kListener = 10, kQemu = 20, kStop = 21, kInput = 22 };
@@ -489,7 +476,8 @@ void VmSession::finish_outcome() {
 VmResult VmSession::run() {
     open_channels();
     loop();
-    raw_terminal_.reset();
+    if (terminal_) terminal_->make_quiet();  // as it was before the guest's shell started
+    own_terminal_.reset();
     finish_outcome();
     return result_;
 }
@@ -588,6 +576,15 @@ VmResult run_vm(const VmSpec& spec, const protocol::Job& job) {
     }
     if (s.boot_image.empty()) {
         auto pvh = pvh_image(s.kernel.image, pvh_cache_dir());
+        std::error_code ec;
+        auto initrd = fs::file_size(s.initramfs, ec);
+        if (pvh.elf && !pvh_fits(pvh, uint64_t(s.memory_mb) << 20, ec ? 0 : initrd)) {
+            pvh.why = fmt::format(
+                "the {} MB initramfs would overwrite the PVH kernel in {} MB of memory; the "
+                "bzImage's decompressor moves out of its way",
+                initrd >> 20, s.memory_mb);
+            pvh.elf.reset();
+        }
         if (pvh.elf) s.boot_image = *pvh.elf;
         log(LogLevel::Debug, "kernel entry: {} ({})",
             pvh.elf ? "PVH, -kernel " + pvh.elf->string() : "bzImage", pvh.why);

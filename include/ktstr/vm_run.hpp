@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <string>
 
+#include "ktstr/guest_terminal.hpp"
 #include "ktstr/kernel.hpp"
 #include "ktstr/protocol.hpp"
 #include "ktstr/qemu.hpp"
@@ -33,6 +34,9 @@ struct VmSpec {
     // nothing is lost to a console nobody reads yet. At its end the shell gets ^D. A terminal
     // is put in raw mode (Ctrl-C goes to the guest) and restored on every way out.
     int input_fd = -1;
+    // The terminal input_fd is, when the caller set it up before the run (so it is quiet
+    // while ktstr packs); else run_vm sets one up itself.
+    GuestTerminal* terminal = nullptr;
     // Readable when the run must stop (the caller owns the signals). Without
     // it, run_vm itself stops on SIGINT, SIGTERM and SIGHUP.
     int cancel_fd = -1;

@@ -358,9 +358,14 @@ int cmd_shell(Args& args) {
     auto o = parse_shell(args);
     if (o.verbose) log_threshold() = LogLevel::Debug;
     require_outputs();
+    // Quiet from here: what the user types while ktstr packs and the guest boots is echoed
+    // once, by the guest's shell.
+    std::optional<GuestTerminal> terminal_settings;
+    if (!o.exec && ::isatty(0)) terminal_settings.emplace(0);
 
     // Everything that can fail on bad input fails here, before any boot.
     VmSpec spec;
+    spec.terminal = terminal_settings ? &*terminal_settings : nullptr;
     spec.kernel = choose_kernel(o.kernel);
     spec.accel = choose_accel(o.accel);
     auto t_pack = std::chrono::steady_clock::now();

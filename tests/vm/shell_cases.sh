@@ -87,7 +87,7 @@ case $case_name in
 import os, pty, select, signal, sys, termios, time
 ktstr = sys.argv[1]
 
-def session(steps, interrupt=False):
+def session(steps, interrupt=False, early=None):
     master, slave = pty.openpty()
     before = termios.tcgetattr(slave)
     pid = os.fork()
@@ -98,15 +98,30 @@ def session(steps, interrupt=False):
             os.dup2(slave, fd)
         os.execv(ktstr, [ktstr, "shell"])
     seen = b""
+    everything = b""
     def wait_for(text, limit=240):
-        nonlocal seen
+        nonlocal seen, everything
         end = time.time() + limit
         while text.encode() not in seen:
             left = end - time.time()
             if left <= 0 or not select.select([master], [], [], left)[0]:
                 sys.exit(f"no {text!r} on the terminal; it showed: {seen[-600:]!r}")
-            seen += os.read(master, 65536)
+            got = os.read(master, 65536)
+            seen += got
+            everything += got
         seen = seen[seen.index(text.encode()) + len(text):]
+    if early:
+        # Typed while ktstr packs and the guest boots: the host terminal does not echo it
+        # (the guest does, once its console reads it), and it runs once the shell is up.
+        time.sleep(1)
+        os.write(master, early[0].encode())
+        end = time.time() + 1
+        while time.time() < end and select.select([master], [], [], end - time.time())[0]:
+            everything += os.read(master, 65536)
+        if early[0].strip().encode() in everything:
+            sys.exit(f"the host terminal echoed early input: {everything!r}")
+        seen = everything
+        wait_for(early[1])
     wait_for("# ")
     for send, expect in steps:
         os.write(master, send.encode())
@@ -135,7 +150,7 @@ rc = session([("echo tty-$((3*4))\r", "tty-12"), ("sh -c 'echo running-$((6*7));
               ("\x03", "# "), ("echo after-$((1+1))\r", "after-2"), ("exit 4\r", "exit 4")])
 if rc != 4:
     sys.exit(f"exit code {rc} after `exit 4`")
-rc = session([("echo up\r", "up")], interrupt=True)
+rc = session([("echo up\r", "up")], interrupt=True, early=("echo early-$((2+3))\r", "early-5"))
 if rc != 130:
     sys.exit(f"exit code {rc} after SIGINT, expected 130")
 PY
