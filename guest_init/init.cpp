@@ -61,9 +61,19 @@ void write_console(const std::string& text) {
     (void)!::write(console.fd, text.data(), text.size());
 }
 
+double boottime_ms() {
+    timespec now{};
+    ::clock_gettime(CLOCK_BOOTTIME, &now);
+    return double(now.tv_sec) * 1e3 + double(now.tv_nsec) / 1e6;
+}
+
 void say(Level level, const std::string& text) {
     static constexpr const char* names[] = {"error", "warn", "info"};
-    std::string line = "ktstr-init: " + std::string(names[int(level)]) + ": " + text + "\n";
+    // The guest's boot time in seconds, as the kernel stamps its own lines, so -v shows where
+    // init's time goes.
+    char stamp[32];
+    std::snprintf(stamp, sizeof stamp, "[%12.6f] ", boottime_ms() / 1000);
+    std::string line = stamp + std::string("ktstr-init: ") + names[int(level)] + ": " + text + "\n";
     if (level != Level::info) return write_console(line);
     if (!console.verbose)
         console.held += line;
@@ -86,12 +96,6 @@ void attach_console() {
         if (::fcntl(std_fd, F_GETFD) < 0) ::dup2(fd, std_fd);
     }
     console.fd = fd;
-}
-
-double boottime_ms() {
-    timespec now{};
-    ::clock_gettime(CLOCK_BOOTTIME, &now);
-    return double(now.tv_sec) * 1e3 + double(now.tv_nsec) / 1e6;
 }
 
 // --- Mount -------------------------------------------------------------------------------
