@@ -17,6 +17,7 @@
 #include "ktstr/error.hpp"
 #include "ktstr/initramfs.hpp"
 #include "ktstr/log.hpp"
+#include "ktstr/search_path.hpp"
 
 namespace ktstr {
 namespace {
@@ -68,15 +69,7 @@ std::vector<std::string> search_dirs(const ResolveOptions& options) {
         if (env) path = env;
     }
 
-    // A shell reads an empty element as the cwd; skipping it keeps the cwd out.
-    std::vector<std::string> dirs;
-    size_t start = 0;
-    while (start <= path.size()) {
-        size_t end = std::min(path.find(':', start), path.size());
-        if (end > start) dirs.push_back(path.substr(start, end - start));
-        start = end + 1;
-    }
-    return dirs;
+    return split_search_path(path);
 }
 
 bool is_executable_file(const fs::path& path) {

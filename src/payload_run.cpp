@@ -20,6 +20,7 @@
 
 #include "ktstr/error.hpp"
 #include "ktstr/fd.hpp"
+#include "ktstr/search_path.hpp"
 
 extern char** environ;
 
@@ -43,15 +44,9 @@ bool is_executable_file(const std::string& path) {
 }
 
 std::string find_on_path(const std::string& name, std::string_view path) {
-    for (std::string_view rest = path;;) {
-        auto colon = rest.find(':');
-        auto dir = rest.substr(0, colon);
-        if (!dir.empty()) {
-            std::string candidate = std::string(dir) + "/" + name;
-            if (is_executable_file(candidate)) return candidate;
-        }
-        if (colon == std::string_view::npos) break;
-        rest.remove_prefix(colon + 1);
+    for (const auto& dir : split_search_path(path)) {
+        std::string candidate = dir + "/" + name;
+        if (is_executable_file(candidate)) return candidate;
     }
     throw Error("cannot find payload binary " + quoted(name) + " on PATH " + quoted(path));
 }

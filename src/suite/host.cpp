@@ -19,6 +19,7 @@
 #include "ktstr/guest_image.hpp"
 #include "ktstr/initramfs_cache.hpp"
 #include "ktstr/log.hpp"
+#include "ktstr/search_path.hpp"
 #include "scheduler_run.hpp"
 #include "suite.hpp"
 
@@ -206,12 +207,7 @@ std::string resolve_scheduler_binary(const Scheduler& s) {
     tried.push_back(fs::path(KTSTR_BUILD_DIR) / b);
     tried.push_back(cache_dir() / "scx" / "bin" / b);
     const char* path = std::getenv("PATH");
-    std::string dirs = path ? path : "";
-    for (size_t start = 0; start <= dirs.size();) {
-        size_t end = std::min(dirs.find(':', start), dirs.size());
-        if (end > start) tried.push_back(fs::path(dirs.substr(start, end - start)) / b);
-        start = end + 1;
-    }
+    for (const auto& dir : split_search_path(path ? path : "")) tried.push_back(fs::path(dir) / b);
     std::string list;
     for (const auto& p : tried) {
         if (::access(p.c_str(), X_OK) == 0 && fs::is_regular_file(p)) return p.string();

@@ -19,6 +19,7 @@
 #include "ktstr/error.hpp"
 #include "ktstr/fd.hpp"
 #include "ktstr/include_files.hpp"
+#include "ktstr/search_path.hpp"
 
 namespace fs = std::filesystem;
 using Catch::Matchers::ContainsSubstring;
@@ -444,4 +445,13 @@ TEST_CASE("merge_entries collapses repeats and refuses clashes, naming both", "[
         gen.data = "bye";
         CHECK_THROWS_WITH(ktstr::merge_entries(into, {gen}), ContainsSubstring("generated"));
     }
+}
+
+TEST_CASE("a PATH list is split in order, leaving out empty elements", "[include]") {
+    using V = std::vector<std::string>;
+    CHECK(ktstr::split_search_path("") == V{});
+    CHECK(ktstr::split_search_path("/bin") == V{"/bin"});
+    CHECK(ktstr::split_search_path("/usr/bin:/bin") == V{"/usr/bin", "/bin"});
+    // Empty elements would mean the cwd to a shell; ktstr never searches it by accident.
+    CHECK(ktstr::split_search_path(":/a::/b dir:") == V{"/a", "/b dir"});
 }
