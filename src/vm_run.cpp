@@ -55,12 +55,10 @@ Fd listen_unix(const fs::path& path) {
     return fd;
 }
 
-// Signals that end the run cleanly: blocked while the VM runs, read via signalfd.
+// stop_signals(), blocked while the VM runs and read via signalfd.
 class HostSignals {
   public:
-    HostSignals() {
-        sigemptyset(&set_);
-        for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&set_, s);
+    HostSignals() : set_(stop_signals()) {
         if (::pthread_sigmask(SIG_BLOCK, &set_, &old_) != 0) throw_errno("cannot block signals");
         fd_.reset(::signalfd(-1, &set_, SFD_CLOEXEC | SFD_NONBLOCK));
         if (!fd_) throw_errno("cannot create signalfd");
@@ -565,6 +563,13 @@ int VmResult::exit_code() const {
     if (verdict.signal) return 128 + *verdict.signal;
     if (verdict.exit_code) return *verdict.exit_code;
     return 125;
+}
+
+sigset_t stop_signals() {
+    sigset_t set;
+    sigemptyset(&set);
+    for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&set, s);
+    return set;
 }
 
 VmResult run_vm(const VmSpec& spec, const protocol::Job& job) {

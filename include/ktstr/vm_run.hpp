@@ -3,6 +3,8 @@
 // covers boot, the run, and shutdown.
 #pragma once
 
+#include <signal.h>
+
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -13,6 +15,10 @@
 #include "ktstr/qemu.hpp"
 
 namespace ktstr {
+
+// The signals that stop a run cleanly (SIGINT, SIGTERM, SIGHUP): whoever runs VMs blocks them
+// and reads them from a signalfd, so that every way out cleans up.
+sigset_t stop_signals();
 
 struct VmSpec {
     KernelInfo kernel;

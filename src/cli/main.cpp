@@ -458,10 +458,10 @@ int cmd_shell(Args& args) {
 // them from a signalfd and cleans up; before or after one, they are checked
 // once the current step is done, so no temp file is ever left behind.
 int interrupted_exit_code() {
-    sigset_t pending;
+    sigset_t pending, stop = stop_signals();
     sigpending(&pending);
-    for (int s : {SIGINT, SIGTERM, SIGHUP})
-        if (sigismember(&pending, s)) return 128 + s;
+    for (int s = 1; s < NSIG; ++s)
+        if (sigismember(&stop, s) == 1 && sigismember(&pending, s) == 1) return 128 + s;
     return 0;
 }
 
@@ -483,9 +483,7 @@ int main(int argc, char** argv) {
         }
     }
     ::signal(SIGPIPE, SIG_IGN);
-    sigset_t stop;
-    sigemptyset(&stop);
-    for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&stop, s);
+    sigset_t stop = stop_signals();
     ::sigprocmask(SIG_BLOCK, &stop, nullptr);
     Args args;
     args.words.assign(argv + 1, argv + argc);

@@ -16,6 +16,7 @@
 #include "ktstr/fd.hpp"
 #include "ktstr/log.hpp"
 #include "ktstr/run_phases.hpp"
+#include "ktstr/vm_run.hpp"
 #include "suite.hpp"
 
 namespace ktstr {
@@ -105,9 +106,7 @@ HostOptions parse_host_options(const std::vector<std::string>& args) {
 // readable eventfd that every running VM watches.
 class Cancellation {
   public:
-    Cancellation() {
-        sigemptyset(&set_);
-        for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&set_, s);
+    Cancellation() : set_(stop_signals()) {
         ::pthread_sigmask(SIG_BLOCK, &set_, nullptr);
         signals_.reset(::signalfd(-1, &set_, SFD_CLOEXEC | SFD_NONBLOCK));
         cancel_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
