@@ -10,6 +10,8 @@
 #include <zstd.h>
 
 #include <algorithm>
+#include <cctype>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -30,7 +32,8 @@ namespace {
 
 // Bumped whenever what is cached for the same bzImage changes.
 constexpr const char* kFormat = "ktstr-pvh-1";
-constexpr size_t kKeepImages = 4;  // about 60 MB each
+constexpr size_t kKeepImages = 4;     // about 60 MB each
+constexpr size_t kKeepRefusals = 16;  // a few bytes each
 constexpr unsigned kXenNotePhys32Entry = 18;
 
 using Bytes = std::vector<uint8_t>;
@@ -48,25 +51,35 @@ struct Payload {
     size_t size = 0;
 };
 
-Payload find_payload(const Bytes& image, std::string& why) {
-    if (image.size() < 0x250 || std::string_view((const char*)&image[0x202], 4) != "HdrS") {
-        why = "not a bzImage (no HdrS header)";
-        return {};
-    }
+// A file no entry can boot: refused before QEMU starts, naming it.
+[[noreturn]] void refuse(const fs::path& kernel, const std::string& what) {
+    throw Error("kernel " + quoted(kernel.string()) + " " + what);
+}
+
+// The payload; unset (with `why`) for a bzImage too old to say where it is.
+std::optional<Payload> find_payload(const Bytes& image, const fs::path& kernel, std::string& why) {
+    if (image.empty()) refuse(kernel, "is empty");
+    if (image.size() < 0x250 || std::string_view((const char*)&image[0x202], 4) != "HdrS")
+        refuse(kernel, "is not a bzImage (no HdrS boot header) nor an ELF vmlinux");
     unsigned protocol = image[0x206] | image[0x207] << 8;
     if (protocol < 0x208) {
         why = "boot protocol older than 2.08 names no payload";
-        return {};
+        return std::nullopt;
     }
     size_t setup = image[0x1f1] ? image[0x1f1] : 4;
     size_t start = (setup + 1) * 512 + le32(image, 0x248);
     size_t size = le32(image, 0x24c);
-    if (start >= image.size() || size > image.size() - start) {
-        why = "its payload lies outside the file";
-        return {};
-    }
-    return {image.data() + start, size};
+    if (start >= image.size() || size > image.size() - start)
+        refuse(kernel, "is truncated: its header says the compressed kernel ends at byte " +
+                           std::to_string(start + size) + ", the file has " +
+                           std::to_string(image.size()));
+    return Payload{image.data() + start, size};
 }
+
+// Thrown by the decompressors: the kernel file itself is damaged.
+struct Damaged : Error {
+    using Error::Error;
+};
 
 void write_out(int fd, const void* p, size_t n) {
     write_all(fd, static_cast<const char*>(p), n, "the unpacked vmlinux");
@@ -86,10 +99,10 @@ void gunzip(Payload in, int out) {
         s.avail_out = static_cast<uInt>(buf.size());
         rc = inflate(&s, Z_NO_FLUSH);
         if (rc != Z_OK && rc != Z_STREAM_END)
-            throw Error(std::string("gzip payload is damaged: ") + (s.msg ? s.msg : "no detail"));
+            throw Damaged(std::string("gzip payload is damaged: ") + (s.msg ? s.msg : "no detail"));
         write_out(out, buf.data(), buf.size() - s.avail_out);
         if (rc == Z_OK && s.avail_in == 0 && s.avail_out != 0)
-            throw Error("gzip payload ends early");
+            throw Damaged("gzip payload ends early");
     }
 }
 
@@ -102,10 +115,10 @@ void unzstd(Payload in, int out) {
         ZSTD_outBuffer dst{buf.data(), buf.size(), 0};
         rc = ZSTD_decompressStream(ctx.get(), &dst, &src);
         if (ZSTD_isError(rc))
-            throw Error(std::string("zstd payload is damaged: ") + ZSTD_getErrorName(rc));
+            throw Damaged(std::string("zstd payload is damaged: ") + ZSTD_getErrorName(rc));
         write_out(out, buf.data(), dst.pos);
         if (rc != 0 && src.pos == src.size && dst.pos < dst.size)
-            throw Error("zstd payload ends early");
+            throw Damaged("zstd payload ends early");
     }
 }
 
@@ -121,7 +134,7 @@ void unxz(Payload in, int out) {
         s.avail_out = buf.size();
         rc = lzma_code(&s, LZMA_FINISH);
         if (rc != LZMA_OK && rc != LZMA_STREAM_END)
-            throw Error("xz payload is damaged (liblzma error " + std::to_string(int(rc)) + ")");
+            throw Damaged("xz payload is damaged (liblzma error " + std::to_string(int(rc)) + ")");
         write_out(out, buf.data(), buf.size() - s.avail_out);
     }
 }
@@ -137,10 +150,10 @@ void unlz4(Payload in, int out) {
         uint32_t n = le32(whole, at);
         at += 4;
         if (n == kMagic) continue;  // concatenated streams
-        if (n > whole.size() - at) throw Error("lz4 payload has a block past its end");
+        if (n > whole.size() - at) throw Damaged("lz4 payload has a block past its end");
         int got = LZ4_decompress_safe(reinterpret_cast<const char*>(&whole[at]),
                                       reinterpret_cast<char*>(buf.data()), int(n), int(kBlock));
-        if (got < 0) throw Error("lz4 payload is damaged");
+        if (got < 0) throw Damaged("lz4 payload is damaged");
         write_out(out, buf.data(), size_t(got));
         at += n;
     }
@@ -231,46 +244,114 @@ void publish(const fs::path& tmp, const fs::path& path) {
     }
 }
 
+// Keeps the kKeepImages most recently used ELFs and kKeepRefusals remembered refusals, and
+// removes temp files of writers that died (older than ten minutes).
 void trim(const fs::path& cache, const fs::path& keep) {
-    std::vector<std::pair<fs::file_time_type, fs::path>> elves;
+    std::vector<std::pair<fs::file_time_type, fs::path>> elves, refusals;
     std::error_code ec;
-    for (const auto& e : fs::directory_iterator(cache, ec))
-        if (e.path().extension() == ".elf" && e.path() != keep)
-            elves.emplace_back(e.last_write_time(ec), e.path());
+    auto stale = fs::file_time_type::clock::now() - std::chrono::minutes(10);
+    for (const auto& e : fs::directory_iterator(cache, ec)) {
+        auto used = e.last_write_time(ec);
+        if (ec) continue;
+        if (e.path().filename().string()[0] == '.' && used < stale) fs::remove(e.path(), ec);
+        if (e.path() == keep) continue;
+        if (e.path().extension() == ".elf") elves.emplace_back(used, e.path());
+        if (e.path().extension() == ".no") refusals.emplace_back(used, e.path());
+    }
     std::sort(elves.rbegin(), elves.rend());
+    std::sort(refusals.rbegin(), refusals.rend());
     for (size_t i = kKeepImages - 1; i < elves.size(); ++i) fs::remove(elves[i].second, ec);
+    for (size_t i = kKeepRefusals; i < refusals.size(); ++i) fs::remove(refusals[i].second, ec);
+}
+
+// The cache is only a speed-up: when it cannot be written, the bzImage boots, with a warning.
+PvhImage cache_trouble(const std::string& what) {
+    return {std::nullopt, 0, what + "; booting the bzImage (slower under TCG)", true};
 }
 
 PvhImage unpack_into_cache(const fs::path& bzimage, const fs::path& cache, const std::string& key) {
     std::ifstream in(bzimage, std::ios::binary);
     Bytes image((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     if (!in.eof() && in.fail()) throw Error("cannot read kernel " + quoted(bzimage.string()));
+    std::string why;
+    auto payload = find_payload(image, bzimage, why);
+    if (!payload) return {std::nullopt, 0, why};
+
     std::error_code ec;
     fs::create_directories(cache, ec);
-    if (ec) throw Error("cannot create cache dir " + quoted(cache.string()) + ": " + ec.message());
-
+    if (ec) return cache_trouble("cannot create " + quoted(cache.string()) + ": " + ec.message());
     std::string tmp_name = (cache / ("." + key + ".XXXXXX")).string();
     Fd out(::mkstemp(tmp_name.data()));
-    if (!out) throw_errno("cannot create a temp file in " + quoted(cache.string()));
+    if (!out)
+        return cache_trouble("cannot create a file in " + quoted(cache.string()) + ": " +
+                             std::strerror(errno));
     fs::path tmp = tmp_name;
-    std::string why;
     try {
-        Payload p = find_payload(image, why);
         std::optional<uint64_t> end;
-        if (p.data && unpack(p, out.get(), why)) end = pvh_load_end(out.get(), why);
+        if (unpack(*payload, out.get(), why)) end = pvh_load_end(out.get(), why);
         if (end) {
             publish(tmp, cache / (key + ".elf"));
             trim(cache, cache / (key + ".elf"));
             return {cache / (key + ".elf"), *end, "unpacked from " + bzimage.string()};
         }
+    } catch (const Damaged& e) {
+        fs::remove(tmp, ec);
+        refuse(bzimage, std::string("is damaged: ") + e.what());
     } catch (const Error& e) {
-        fs::remove(tmp, ec);  // a damaged payload or a full disk: not remembered
-        return {std::nullopt, 0, e.what()};
+        fs::remove(tmp, ec);  // a full disk, say: not remembered
+        return cache_trouble(e.what());
     }
     // Remembered, so the next run does not unpack it again only to refuse it again.
     std::ofstream(tmp, std::ios::trunc) << why;
-    publish(tmp, cache / (key + ".no"));
+    try {
+        publish(tmp, cache / (key + ".no"));
+    } catch (const Error&) {
+    }
     return {std::nullopt, 0, why};
+}
+
+enum class Entry { Auto, Pvh, BzImage };
+
+Entry entry_choice() {
+    const char* env = std::getenv("KTSTR_KERNEL_ENTRY");
+    std::string word = env ? env : "";
+    for (auto& c : word) c = char(std::tolower(static_cast<unsigned char>(c)));
+    if (word.empty() || word == "auto") return Entry::Auto;
+    if (word == "pvh") return Entry::Pvh;
+    if (word == "bzimage") return Entry::BzImage;
+    throw Error("KTSTR_KERNEL_ENTRY wants auto, pvh or bzimage, not " + quoted(env));
+}
+
+bool starts_with_elf_magic(const fs::path& p) {
+    char magic[4] = {};
+    std::ifstream(p, std::ios::binary).read(magic, 4);
+    return std::string_view(magic, 4) ==
+           "\x7f"
+           "ELF";
+}
+
+PvhImage choose(const fs::path& kernel, const fs::path& cache) {
+    // An ELF vmlinux boots as it is when it has the entry; QEMU boots no other ELF.
+    if (starts_with_elf_magic(kernel)) {
+        Fd fd = Fd::open(kernel, O_RDONLY);
+        std::string why;
+        if (auto end = pvh_load_end(fd.get(), why)) return {kernel, *end, "an ELF vmlinux"};
+        refuse(kernel, "is an ELF file QEMU cannot boot: " + why);
+    }
+    auto key = image_key(kernel);
+    auto elf = cache / (key + ".elf");
+    std::error_code ec;
+    if (Fd fd{::open(elf.c_str(), O_RDONLY | O_CLOEXEC)}) {
+        std::string why;
+        if (auto end = pvh_load_end(fd.get(), why)) {
+            fs::last_write_time(elf, fs::file_time_type::clock::now(), ec);  // recently used
+            return {elf, *end, "cached, unpacked from " + kernel.string()};
+        }
+        fs::remove(elf, ec);  // damaged since: unpacked again below
+    }
+    if (fs::is_regular_file(cache / (key + ".no"), ec))
+        return {std::nullopt, 0, read_text(cache / (key + ".no"))};
+    return unpack_into_cache(kernel, cache, key);
 }
 
 }  // namespace
@@ -279,34 +360,25 @@ fs::path pvh_cache_dir() {
     return cache_dir() / "pvh";
 }
 
-PvhImage pvh_image(const fs::path& bzimage, const fs::path& cache) {
-    const char* entry = std::getenv("KTSTR_KERNEL_ENTRY");
-    if (entry && std::string_view(entry) == "bzimage")
-        return {std::nullopt, 0, "KTSTR_KERNEL_ENTRY=bzimage"};
-    auto key = image_key(bzimage);
-    auto elf = cache / (key + ".elf");
-    std::error_code ec;
-    if (Fd fd{::open(elf.c_str(), O_RDONLY | O_CLOEXEC)}) {
-        std::string why;
-        if (auto end = pvh_load_end(fd.get(), why)) {
-            fs::last_write_time(elf, fs::file_time_type::clock::now(), ec);  // recently used
-            return {elf, *end, "cached, unpacked from " + bzimage.string()};
-        }
-        fs::remove(elf, ec);  // damaged since: unpacked again below
-    }
-    PvhImage result = fs::is_regular_file(cache / (key + ".no"), ec)
-                          ? PvhImage{std::nullopt, 0, read_text(cache / (key + ".no"))}
-                          : unpack_into_cache(bzimage, cache, key);
-    if (!result.elf) result.why = "booting the bzImage as is: " + result.why;
+PvhImage pvh_image(const fs::path& kernel, const fs::path& cache) {
+    Entry entry = entry_choice();
+    if (entry == Entry::BzImage) return {std::nullopt, 0, "KTSTR_KERNEL_ENTRY=bzimage"};
+    PvhImage result = choose(kernel, cache);
+    if (!result.elf && entry == Entry::Pvh)
+        throw Error("KTSTR_KERNEL_ENTRY=pvh, but kernel " + quoted(kernel.string()) +
+                    " cannot boot through PVH: " + result.why);
+    if (!result.elf && !result.warn) result.why = "booting the bzImage as is: " + result.why;
     return result;
 }
 
 bool pvh_fits(const PvhImage& image, uint64_t memory_bytes, uint64_t initrd_bytes) {
-    // QEMU's PVH loader puts the initrd at the top of memory below 4 GiB, less 64 KiB for ACPI
-    // tables, page-aligned (the pc machine keeps up to 3.5 GiB there; 2 GiB is the safe guess).
+    // QEMU's PVH loader puts the initrd at the top of memory below 4 GiB, less what it keeps
+    // for its own tables (160 KiB seen with QEMU 7.2; 1 MiB allowed), page-aligned. The pc
+    // machine keeps up to 3.5 GiB below 4 GiB; 2 GiB is the safe guess.
+    constexpr uint64_t kReserved = 1 << 20;
     uint64_t below_4g = std::min<uint64_t>(memory_bytes, uint64_t(2) << 30);
-    if (below_4g < initrd_bytes + (64 << 10)) return false;
-    uint64_t initrd_at = (below_4g - (64 << 10) - initrd_bytes) & ~uint64_t(4095);
+    if (below_4g < initrd_bytes + kReserved) return false;
+    uint64_t initrd_at = (below_4g - kReserved - initrd_bytes) & ~uint64_t(4095);
     return initrd_at >= image.load_end;
 }
 

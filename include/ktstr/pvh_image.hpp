@@ -16,13 +16,17 @@ namespace ktstr {
 struct PvhImage {
     std::optional<std::filesystem::path> elf;  // what to pass to -kernel; unset: the bzImage
     uint64_t load_end = 0;                     // the physical address the ELF's segments end at
-    std::string why;                           // one line for the debug log
+    std::string why;                           // one line for the log
+    bool warn = false;  // the cache could not be used: worth a warning, not only a debug line
 };
 
-// The ELF vmlinux for `bzimage`, from `cache` (created on first use) or unpacked now.
-// Never throws for a kernel that cannot boot this way: `why` says what was wrong. Set
-// KTSTR_KERNEL_ENTRY=bzimage to always boot the bzImage as is.
-PvhImage pvh_image(const std::filesystem::path& bzimage, const std::filesystem::path& cache);
+// What to boot for `kernel`: an ELF vmlinux with the PVH entry as it is; for a bzImage, the
+// ELF from its payload, from `cache` (written on first use). A kernel without the entry, a
+// payload format ktstr does not read, or a cache that cannot be written gives the bzImage
+// (`why` says which). Throws, naming the file, for one that cannot boot at all: empty,
+// truncated, damaged, or neither a bzImage nor a bootable ELF. KTSTR_KERNEL_ENTRY=bzimage
+// always boots the bzImage, =pvh fails when PVH cannot be used, =auto (or unset) chooses.
+PvhImage pvh_image(const std::filesystem::path& kernel, const std::filesystem::path& cache);
 
 // Whether QEMU can place an initrd of `initrd_bytes` above the ELF in `memory_bytes` of guest
 // memory. It cannot when the initrd is too big for the memory: the initrd would overwrite the

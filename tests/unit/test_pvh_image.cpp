@@ -2,6 +2,7 @@
 #include <catch2/generators/catch_generators.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
 
+#include <chrono>
 #include <fstream>
 #include <iterator>
 
@@ -117,27 +118,77 @@ TEST_CASE("a kernel that cannot boot through PVH boots as a bzImage, and says wh
         CHECK_FALSE(got.elf);
         CHECK_THAT(got.why, ContainsSubstring("format ktstr does not unpack"));
     }
-    SECTION("not a bzImage at all") {
-        std::ofstream(image) << "#!/bin/sh\n";
-        auto got = ktstr::pvh_image(image, cache);
-        CHECK_FALSE(got.elf);
-        CHECK_THAT(got.why, ContainsSubstring("not a bzImage"));
-    }
-    SECTION("a damaged payload: refused, not remembered, nothing left behind") {
-        auto gz = compressed("gzip -n", build_elf(dir.path(), true));
-        write_bzimage(image, gz.substr(0, gz.size() / 2));
-        auto got = ktstr::pvh_image(image, cache);
-        CHECK_FALSE(got.elf);
-        CHECK_THAT(got.why, ContainsSubstring("gzip payload"));
-        CHECK(files_in(cache) == 0);
-    }
-    SECTION("KTSTR_KERNEL_ENTRY=bzimage turns it off") {
+    SECTION("KTSTR_KERNEL_ENTRY=bzimage (any case) turns it off") {
         write_bzimage(image, compressed("gzip -n", build_elf(dir.path(), true)));
-        ScopedEnv env("KTSTR_KERNEL_ENTRY", "bzimage");
+        ScopedEnv env("KTSTR_KERNEL_ENTRY", "bzImage");
         auto got = ktstr::pvh_image(image, cache);
         CHECK_FALSE(got.elf);
         CHECK_THAT(got.why, ContainsSubstring("KTSTR_KERNEL_ENTRY=bzimage"));
     }
+    SECTION("KTSTR_KERNEL_ENTRY=pvh fails when PVH cannot be used") {
+        write_bzimage(image, compressed("gzip -n", build_elf(dir.path(), false)));
+        ScopedEnv env("KTSTR_KERNEL_ENTRY", "pvh");
+        CHECK_THROWS_WITH(ktstr::pvh_image(image, cache),
+                          ContainsSubstring("KTSTR_KERNEL_ENTRY=pvh, but kernel") &&
+                              ContainsSubstring("no PVH entry"));
+    }
+    SECTION("an unwritable cache: the bzImage boots, with a warning") {
+        write_bzimage(image, compressed("gzip -n", build_elf(dir.path(), true)));
+        std::ofstream(dir.path() / "afile") << "x";
+        auto got = ktstr::pvh_image(image, dir.path() / "afile" / "cache");
+        CHECK_FALSE(got.elf);
+        CHECK(got.warn);
+        CHECK_THAT(got.why,
+                   ContainsSubstring("cannot create") && ContainsSubstring("booting the bzImage"));
+    }
+}
+
+TEST_CASE("a kernel file that cannot boot either way is refused, naming it", "[pvh]") {
+    ktstr::TempDir dir;
+    auto cache = dir.path() / "cache";
+    auto image = dir.path() / "my kernel";
+    auto refused = [&](const std::string& what) {
+        CHECK_THROWS_WITH(ktstr::pvh_image(image, cache),
+                          ContainsSubstring("kernel '" + image.string() + "' " + what));
+        CHECK(files_in(cache) == 0);  // nothing remembered, nothing left behind
+    };
+    SECTION("empty") {
+        std::ofstream{image};
+        refused("is empty");
+    }
+    SECTION("not a kernel") {
+        std::ofstream(image) << "#!/bin/sh\n";
+        refused("is not a bzImage");
+    }
+    SECTION("truncated") {
+        write_bzimage(image, compressed("gzip -n", build_elf(dir.path(), true)));
+        fs::resize_file(image, 1100);
+        refused("is truncated");
+    }
+    SECTION("a damaged payload") {
+        auto gz = compressed("gzip -n", build_elf(dir.path(), true));
+        write_bzimage(image, gz.substr(0, gz.size() / 2));
+        refused("is damaged: gzip payload");
+    }
+    SECTION("an ELF without the PVH entry") {
+        fs::copy_file(build_elf(dir.path(), false), image);
+        refused("is an ELF file QEMU cannot boot");
+    }
+    SECTION("KTSTR_KERNEL_ENTRY with an unknown word") {
+        write_bzimage(image, compressed("gzip -n", build_elf(dir.path(), true)));
+        ScopedEnv env("KTSTR_KERNEL_ENTRY", "fast");
+        CHECK_THROWS_WITH(ktstr::pvh_image(image, cache),
+                          ContainsSubstring("KTSTR_KERNEL_ENTRY wants auto, pvh or bzimage"));
+    }
+}
+
+TEST_CASE("an ELF vmlinux with the PVH entry boots as it is", "[pvh]") {
+    ktstr::TempDir dir;
+    auto elf = build_elf(dir.path(), true);
+    auto got = ktstr::pvh_image(elf, dir.path() / "cache");
+    REQUIRE(got.elf);
+    CHECK(*got.elf == elf);
+    CHECK(files_in(dir.path() / "cache") == 0);
 }
 
 TEST_CASE("a rebuilt kernel is unpacked again, never served from a stale cache", "[pvh]") {
@@ -168,6 +219,17 @@ TEST_CASE("the PVH cache keeps the four most recently used kernels", "[pvh]") {
         write_bzimage(image, payload);
         REQUIRE(ktstr::pvh_image(image, cache).elf);
     }
+    CHECK(files_in(cache) == 4);
+    // A temp file of a writer killed long ago goes at the next trim; a fresh one stays.
+    std::ofstream(cache / ".dead.abc123") << "partial";
+    fs::last_write_time(cache / ".dead.abc123",
+                        fs::file_time_type::clock::now() - std::chrono::hours(1));
+    std::ofstream(cache / ".live.abc123") << "partial";
+    write_bzimage(dir.path() / "bzImage6", payload);
+    REQUIRE(ktstr::pvh_image(dir.path() / "bzImage6", cache).elf);
+    CHECK_FALSE(fs::exists(cache / ".dead.abc123"));
+    CHECK(fs::exists(cache / ".live.abc123"));
+    fs::remove(cache / ".live.abc123");
     CHECK(files_in(cache) == 4);
     CHECK(ktstr::clean_pvh_cache(cache) == 4 * fs::file_size(elf));
     CHECK(files_in(cache) == 0);
