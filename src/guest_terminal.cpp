@@ -1,5 +1,7 @@
 #include "ktstr/guest_terminal.hpp"
 
+#include <unistd.h>
+
 #include "ktstr/error.hpp"
 
 namespace ktstr {
@@ -13,10 +15,23 @@ GuestTerminal::~GuestTerminal() {
     ::tcsetattr(fd_, TCSANOW, &saved_);
 }
 
+termios GuestTerminal::quiet() const {
+    termios t = saved_;
+    t.c_lflag &= ~(ECHO | ECHONL);
+    // Ctrl-C stays the one key that stops ktstr (cleanly, through its signalfd): Ctrl-\ and
+    // Ctrl-Z would kill or stop it without cleaning up.
+    t.c_cc[VQUIT] = _POSIX_VDISABLE;
+    t.c_cc[VSUSP] = _POSIX_VDISABLE;
+    return t;
+}
+
 void GuestTerminal::make_quiet() {
-    termios quiet = saved_;
-    quiet.c_lflag &= ~(ECHO | ECHONL);
-    apply(quiet, "cannot turn off the terminal's echo");
+    apply(quiet(), "cannot turn off the terminal's echo");
+}
+
+void GuestTerminal::make_quiet_if_possible() noexcept {
+    termios t = quiet();
+    ::tcsetattr(fd_, TCSANOW, &t);  // a terminal that hung up takes nothing: nothing to restore
 }
 
 void GuestTerminal::make_raw() {

@@ -416,8 +416,10 @@ void VmSession::loop() {
             } else {
                 if (own_signals) {
                     signalfd_siginfo si{};
-                    if (::read(stop_fd, &si, sizeof si) > 0)
+                    if (::read(stop_fd, &si, sizeof si) > 0) {
                         log(LogLevel::Warn, "got signal {}; stopping the VM", si.ssi_signo);
+                        result_.stop_signal = int(si.ssi_signo);
+                    }
                 }
                 interrupted_ = true;
                 qemu_.kill_now();
@@ -474,7 +476,7 @@ void VmSession::finish_outcome() {
 VmResult VmSession::run() {
     open_channels();
     loop();
-    if (terminal_) terminal_->make_quiet();  // as it was before the guest's shell started
+    if (terminal_) terminal_->make_quiet_if_possible();  // as before the guest's shell ran
     own_terminal_.reset();
     finish_outcome();
     return result_;
@@ -557,7 +559,7 @@ const char* outcome_name(Outcome o) {
 }
 
 int VmResult::exit_code() const {
-    if (outcome == Outcome::Interrupted) return 130;
+    if (outcome == Outcome::Interrupted) return 128 + stop_signal;
     if (outcome != Outcome::Verdict) return 125;
     if (verdict.timed_out) return 124;
     if (verdict.signal) return 128 + *verdict.signal;
@@ -591,7 +593,7 @@ VmResult run_vm(const VmSpec& spec, const protocol::Job& job) {
             pvh.elf.reset();
         }
         if (pvh.elf) s.boot_image = *pvh.elf;
-        log(LogLevel::Debug, "kernel entry: {} ({})",
+        log(pvh.warn ? LogLevel::Warn : LogLevel::Debug, "kernel entry: {} ({})",
             pvh.elf ? "PVH, -kernel " + pvh.elf->string() : "bzImage", pvh.why);
     }
     VmResult r = VmSession(s, job).run();

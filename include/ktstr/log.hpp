@@ -25,9 +25,11 @@ template <typename... Args>
 void log(LogLevel level, fmt::format_string<Args...> format, Args&&... args) {
     if (level < log_threshold()) return;
     static constexpr const char* names[] = {"debug", "info", "warning", "error"};
-    auto line = fmt::format(format, std::forward<Args>(args)...);
-    fmt::print(stderr, "ktstr: {}{}\n",
-               level == LogLevel::Info ? "" : fmt::format("{}: ", names[int(level)]), line);
+    auto line = fmt::format("ktstr: {}{}\n",
+                            level == LogLevel::Info ? "" : fmt::format("{}: ", names[int(level)]),
+                            fmt::format(format, std::forward<Args>(args)...));
+    // Never throws: stderr may be a terminal that hung up, and a report must not end the run.
+    (void)std::fwrite(line.data(), 1, line.size(), stderr);
     std::fflush(stderr);
 }
 

@@ -64,6 +64,7 @@ struct VmResult {
     std::string reason;        // for every outcome but a clean verdict
     std::string console_tail;  // the last lines of the console
     int boot_attempts = 1;     // 2 when an early-boot panic was retried
+    int stop_signal = SIGINT;  // for Outcome::Interrupted: the host signal that stopped it
     bool boot_race = false;    // a panic before hello that looks like the TCG boot race
     double ms_total = 0;
     double ms_to_hello = 0;   // host: from just before QEMU's start to the guest's hello

@@ -297,6 +297,84 @@ PY
     expect_err 'kernel entry: bzImage \(KTSTR_KERNEL_ENTRY=bzimage\)'
     expect_err 'running qemu.* -kernel [^ ]*vmlinuz '
     expect_out '^[0-9]+\.[0-9]+' ;;
+  terminal_faults)
+    # On a terminal: Ctrl-\ while ktstr boots does not kill it (Ctrl-C then stops it with 130);
+    # SIGTERM mid-session gives 143; the terminal hanging up mid-session ends ktstr without a
+    # crash. Each time the terminal's settings come back (when it is still there) and ktstr's
+    # temp dir and QEMU are gone.
+    mkdir "$work/tmp"
+    TMPDIR="$work/tmp" python3 - "$ktstr" "$work/tmp" <<'PY' || fail "terminal faults"
+import fcntl, os, pty, select, signal, subprocess, sys, termios, time
+ktstr, tmp = sys.argv[1], sys.argv[2]
+
+def start():
+    master, slave = pty.openpty()
+    before = termios.tcgetattr(slave)
+    pid = os.fork()
+    if pid == 0:
+        os.setsid()
+        os.close(master)
+        for fd in (0, 1, 2):
+            os.dup2(slave, fd)
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # its controlling terminal: keys raise signals
+        os.execv(ktstr, [ktstr, "shell"])
+    return master, slave, before, pid
+
+def read_until(master, text, limit=240):
+    seen, end = b"", time.time() + limit
+    while text.encode() not in seen:
+        if not select.select([master], [], [], max(0, end - time.time()))[0]:
+            sys.exit(f"no {text!r}; saw {seen[-400:]!r}")
+        seen += os.read(master, 65536)
+
+def finish(pid, name, limit=60):
+    end = time.time() + limit
+    while time.time() < end:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            if os.WIFSIGNALED(status):
+                sys.exit(f"{name}: ktstr died of signal {os.WTERMSIG(status)}")
+            left = os.listdir(tmp)
+            if left:
+                sys.exit(f"{name}: left behind in TMPDIR: {left}")
+            if subprocess.run(["pgrep", "-f", "qemu-system.*" + tmp],
+                              capture_output=True).returncode == 0:
+                sys.exit(f"{name}: a QEMU is still running")
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.2)
+    os.kill(pid, signal.SIGKILL)
+    sys.exit(f"{name}: ktstr did not end")
+
+master, slave, before, pid = start()
+time.sleep(1)
+os.write(master, b"\x1c")  # Ctrl-\ while ktstr packs or the guest boots
+time.sleep(2)
+os.write(master, b"\x03")
+rc = finish(pid, "ctrl-backslash")
+if rc != 130:
+    sys.exit(f"Ctrl-\\ then Ctrl-C: exit code {rc}, expected 130")
+if termios.tcgetattr(slave) != before:
+    sys.exit("terminal settings not restored after Ctrl-C")
+
+master, slave, before, pid = start()
+read_until(master, "# ")
+os.kill(pid, signal.SIGTERM)
+rc = finish(pid, "sigterm")
+if rc != 143:
+    sys.exit(f"SIGTERM: exit code {rc}, expected 143")
+if termios.tcgetattr(slave) != before:
+    sys.exit("terminal settings not restored after SIGTERM")
+
+master, slave, before, pid = start()
+read_until(master, "# ")
+os.write(master, b"sleep 100\r")
+time.sleep(1)
+os.close(master)
+os.close(slave)  # the terminal is gone
+rc = finish(pid, "hang-up")
+print(f"hang-up: exit code {rc}")
+PY
+    ;;
   *) fail "unknown case $case_name" ;;
 esac
 echo "PASS: $case_name"
