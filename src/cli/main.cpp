@@ -55,10 +55,12 @@ constexpr const char* kShellHelp = R"(usage: ktstr shell [options]
 Boots a kernel with the include files and their shared libraries packed in.
 With --exec, runs CMD with `sh -c` and exits with its exit code (128+N when
 signal N ended it, 124 on timeout, 125 when the VM itself failed or an option
-was wrong, 123 when the --scheduler failed). Without --exec, runs a busybox
+was wrong, 123 when the --scheduler failed; 130, 143 or 129 when SIGINT,
+SIGTERM or SIGHUP stopped ktstr). Without --exec, runs a busybox
 shell and exits with its status:
   - on a terminal: the shell is on the console, the terminal in raw mode
-    (Ctrl-C goes to the guest; leave with `exit` or Ctrl-D);
+    (Ctrl-C goes to the guest; leave with `exit` or Ctrl-D); until the
+    shell runs, nothing typed is echoed and Ctrl-C stops ktstr;
   - with input from a pipe or file: the shell reads it as a script (like
     `sh -s`: no prompt, no echo; output on stdout and stderr) and ends at
     its end. A ^D byte in the input ends it too; lines stop at 4095 bytes.
@@ -84,7 +86,9 @@ as in --timeout=5):
                             with a PVH entry (CONFIG_PVH) boots through it:
                             its ELF is unpacked once into the cache, which
                             skips the emulated decompressor (3 s under TCG);
-                            KTSTR_KERNEL_ENTRY=bzimage boots the image as is
+                            KTSTR_KERNEL_ENTRY=bzimage boots the image as is,
+                            =pvh fails when PVH cannot be used. An empty,
+                            truncated or damaged kernel is refused
   --accel auto|kvm|tcg      accelerator (default: $KTSTR_ACCEL, else auto)
   --cpus N                  vCPUs, 1 to 255 (default 2)
   --memory MB               guest memory, 128 to the host's RAM (default:
