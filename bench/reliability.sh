@@ -16,7 +16,8 @@ series() {  # series NAME THREAD RUNS
     if ! timed "$work/$name.t" env KTSTR_TCG_THREAD="$thread" \
          "$ktstr" shell --exec true >/dev/null 2>"$work/err"; then
       fails=$((fails + 1))
-      echo "  $name run $i failed: $(grep -m1 -E 'error|panic' "$work/err")"
+      echo "  $name run $i failed: $(grep -m1 'ktstr: error' "$work/err")"
+      grep -m1 -E 'Kernel panic|Oops' "$work/err" | sed 's/^/    /'
     fi
     grep -q 'retried once' "$work/err" && retries=$((retries + 1))
   done
