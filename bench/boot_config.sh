@@ -24,8 +24,9 @@ rows=(
   "cpu qemu64|cpu=qemu64"
   "+ mitigations=off|append=mitigations=off"
   "+ tsc=reliable|append=tsc=reliable"
+  "+ no_timer_check|append=no_timer_check"
   "+ i8042.noaux i8042.nokbd i8042.nopnp|append=i8042.noaux i8042.nokbd i8042.nopnp"
-  "+ all three words above|append=mitigations=off tsc=reliable i8042.noaux i8042.nokbd i8042.nopnp"
+  "+ all four words above|append=mitigations=off tsc=reliable no_timer_check i8042.noaux i8042.nokbd i8042.nopnp"
 )
 
 one_boot() {  # one_boot INDEX: sets the row's settings, boots once, records time or status

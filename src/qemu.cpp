@@ -52,9 +52,6 @@ std::string kernel_cmdline(const QemuConfig& c) {
     // exiting, so a panic ends the run instead of hanging it.
     std::string line = "console=ttyS0 panic=-1 oops=panic rdinit=/init";
     line += c.verbose ? " loglevel=7" : " quiet loglevel=1";
-    // The kernel checks early that the timer interrupt fires within some ticks; a TCG guest
-    // starved by a loaded host can miss that, and panics ("IO-APIC + timer doesn't work!").
-    if (c.accel == Accel::Tcg) line += " no_timer_check";
     for (const auto& w : c.cmdline_extra) line += " " + w;
     return line;
 }

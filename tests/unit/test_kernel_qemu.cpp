@@ -114,9 +114,6 @@ TEST_CASE("the qemu command line carries topology, ports and no reboot", "[qemu]
     CHECK_THAT(cmdline, ContainsSubstring("panic=-1"));
     CHECK_THAT(cmdline, ContainsSubstring("foo=bar"));
     CHECK_THAT(cmdline, ContainsSubstring("quiet"));
-    CHECK_THAT(cmdline, ContainsSubstring("no_timer_check"));  // TCG only
-    c.accel = ktstr::Accel::Kvm;
-    CHECK_THAT(ktstr::kernel_cmdline(c), !ContainsSubstring("no_timer_check"));
 }
 
 TEST_CASE("a panic is the kernel's own line, not a command echoing the words", "[qemu]") {
