@@ -34,6 +34,8 @@ void GuestTerminal::make_quiet_if_possible() noexcept {
     ::tcsetattr(fd_, TCSANOW, &t);  // a terminal that hung up takes nothing: nothing to restore
 }
 
+// Every key, Ctrl-C included, goes to the guest's shell; output processing stays on, so our
+// own log lines still end their lines.
 void GuestTerminal::make_raw() {
     termios raw = saved_;
     ::cfmakeraw(&raw);

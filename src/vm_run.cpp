@@ -71,8 +71,6 @@ class HostSignals {
     Fd fd_;
 };
 
-// A terminal in raw mode for as long as this lives: every key, Ctrl-C included, goes to the
-// guest's shell. Output processing stays on, so our own log lines still end their lines.
 struct Qemu {
     pid_t pid = -1;
     Fd pidfd;
@@ -576,16 +574,13 @@ sigset_t stop_signals() {
 
 VmResult run_vm(const VmSpec& spec, const protocol::Job& job) {
     VmSpec s = spec;
-    if (s.boot_timeout_s <= 0) {
-        std::error_code ec;
-        auto size = fs::file_size(s.initramfs, ec);
-        s.boot_timeout_s = default_boot_timeout_s(s.accel.accel, ec ? 0 : size);
-    }
+    std::error_code ec;
+    std::uintmax_t initrd = fs::file_size(s.initramfs, ec);
+    if (ec) initrd = 0;
+    if (s.boot_timeout_s <= 0) s.boot_timeout_s = default_boot_timeout_s(s.accel.accel, initrd);
     if (s.boot_image.empty()) {
         auto pvh = pvh_image(s.kernel.image, pvh_cache_dir());
-        std::error_code ec;
-        auto initrd = fs::file_size(s.initramfs, ec);
-        if (pvh.elf && !pvh_fits(pvh, uint64_t(s.memory_mb) << 20, ec ? 0 : initrd)) {
+        if (pvh.elf && !pvh_fits(pvh, uint64_t(s.memory_mb) << 20, initrd)) {
             pvh.why = fmt::format(
                 "the {} MB initramfs would overwrite the PVH kernel in {} MB of memory; the "
                 "bzImage's decompressor moves out of its way",
