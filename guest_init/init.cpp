@@ -1,9 +1,9 @@
 // The guest's PID 1: mount, prepare, run, report, power off.
 //
-// The host talks to it over three virtio-serial ports (ktstr/protocol.hpp): init says hello
-// and gets the job on ktstr.ctl, the command writes straight onto ktstr.out and ktstr.err,
-// and the verdict goes back on ktstr.ctl. PID 1 must never return or exit (the kernel would
-// panic), so every path, failures included, ends in power_off().
+// The host talks to it over three serial ports (ktstr/protocol.hpp): init says hello and gets
+// the job on the control port, the command's stdout and stderr go through pipes init copies
+// onto the other two, and the verdict goes back on the control port. PID 1 must never return
+// or exit (the kernel would panic), so every path, failures included, ends in power_off().
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -11,7 +11,6 @@
 #include <sys/reboot.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <time.h>
@@ -22,7 +21,6 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <optional>
 #include <string>
 #include <thread>
@@ -38,12 +36,12 @@
 
 namespace {
 
-namespace fs = std::filesystem;
 namespace protocol = ktstr::protocol;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using ktstr::Error;
 using ktstr::Fd;
+using ktstr::Pipe;
 using ktstr::quoted;
 using ktstr::throw_errno;
 
@@ -155,6 +153,13 @@ void mount_filesystems() {
     }
 }
 
+// Milliseconds left until `when`, for poll(); -1 (no bound) without one.
+int ms_until(std::optional<Clock::time_point> when) {
+    if (!when) return -1;
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(*when - Clock::now()).count();
+    return int(std::clamp<long long>(left, 0, 1 << 30));
+}
+
 // --- Ports to the host -------------------------------------------------------------------
 
 struct Ports {
@@ -163,43 +168,118 @@ struct Ports {
     Fd err;
 };
 
-// /sys/class/virtio-ports/<vportNpM>/name holds the name the host gave; the device is
-// /dev/<vportNpM>.
-std::optional<std::string> find_port(const std::string& name) {
-    std::error_code ec;
-    for (const auto& port : fs::directory_iterator("/sys/class/virtio-ports", ec)) {
-        std::ifstream name_file(port.path() / "name");
-        std::string port_name;
-        std::getline(name_file, port_name);
-        std::string device = "/dev/" + port.path().filename().string();
-        if (port_name == name && ::access(device.c_str(), F_OK) == 0) return device;
+// A small file (procfs, the result file) in one go. Not through std::ifstream: its first use
+// sets up the C++ locale machinery, some 50 ms of emulated start-up under TCG.
+std::string read_small_file(const std::string& path) {
+    std::string text;
+    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) return text;
+    char buf[4096];
+    for (;;) {
+        ssize_t n = ::read(fd.get(), buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return text;
+        text.append(buf, static_cast<size_t>(n));
     }
-    return std::nullopt;
 }
 
-// The host announces ports, and devtmpfs creates their nodes, after the driver has probed,
-// possibly after init started; no event says when, so look again for a bounded time.
-Ports open_ports() {
-    std::optional<std::string> ctl, out, err;
-    for (auto until = Clock::now() + 10s;; std::this_thread::sleep_for(10ms)) {
-        ctl = find_port(protocol::kControlPort);
-        out = find_port(protocol::kStdoutPort);
-        err = find_port(protocol::kStderrPort);
-        if ((ctl && out && err) || Clock::now() >= until) break;
-    }
-    if (!ctl) throw Error("cannot find virtio port 'ktstr.ctl' in /sys/class/virtio-ports");
+// Raw: bytes pass as they are, with no echo, no line editing and no flow control characters;
+// a read returns as soon as one byte has come.
+Fd open_port(const char* device, int flags) {
+    Fd fd = Fd::open(device, flags | O_NOCTTY);
+    termios t{};
+    if (::tcgetattr(fd.get(), &t) != 0)
+        throw_errno("cannot read the settings of " + quoted(device));
+    ::cfmakeraw(&t);
+    t.c_cflag |= CLOCAL | CREAD;
+    t.c_cflag &= ~tcflag_t(CRTSCTS);
+    t.c_cc[VMIN] = 1;
+    t.c_cc[VTIME] = 0;
+    if (::tcsetattr(fd.get(), TCSANOW, &t) != 0) throw_errno("cannot set up " + quoted(device));
+    return fd;
+}
 
+// The nodes come from devtmpfs, which makes them in its own thread; by the time init runs
+// they are there, but nothing promises it, so look again for a bounded time.
+Ports open_ports() {
+    for (auto until = Clock::now() + 10s;; std::this_thread::sleep_for(10ms)) {
+        bool all = true;
+        for (const char* device :
+             {protocol::kControlPort, protocol::kStdoutPort, protocol::kStderrPort})
+            all = all && ::access(device, F_OK) == 0;
+        if (all || Clock::now() >= until) break;
+    }
     Ports ports;
-    ports.ctl = Fd::open(*ctl, O_RDWR);
-    if (out) ports.out = Fd::open(*out, O_WRONLY);
-    if (err) ports.err = Fd::open(*err, O_WRONLY);
-    say(Level::info, "control port " + *ctl);
+    ports.ctl = open_port(protocol::kControlPort, O_RDWR);
+    ports.out = open_port(protocol::kStdoutPort, O_WRONLY);
+    ports.err = open_port(protocol::kStderrPort, O_WRONLY);
+    say(Level::info, std::string("ports ") + protocol::kControlPort + ", " + protocol::kStdoutPort +
+                         ", " + protocol::kStderrPort);
     return ports;
 }
 
+// The command's stdout or stderr: a pipe whose bytes init copies onto a port. Not the port
+// itself: a command whose output is a terminal behaves differently (colour, progress lines,
+// line buffering).
+class Relay {
+  public:
+    explicit Relay(int port) : port_(port), pipe_(Pipe::make()) {
+        int flags = ::fcntl(pipe_.read.get(), F_GETFL);
+        if (flags < 0 || ::fcntl(pipe_.read.get(), F_SETFL, flags | O_NONBLOCK) != 0)
+            throw_errno("cannot set up the output pipe");
+    }
+    int write_end() const { return pipe_.write.get(); }
+    void close_write_end() { pipe_.write.reset(); }
+    int read_end() const { return pipe_.read ? pipe_.read.get() : -1; }
+
+    // Copies what the pipe holds now; closes it at end of file.
+    void pump() {
+        char buf[65536];
+        while (pipe_.read) {
+            ssize_t n = ::read(pipe_.read.get(), buf, sizeof buf);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0 && errno == EAGAIN) return;
+            if (n <= 0) {
+                pipe_.read.reset();
+                return;
+            }
+            forward(buf, static_cast<size_t>(n));
+        }
+    }
+
+    // Once every process is gone: the rest of the pipe, then until the port has sent it all.
+    // Bounded, for a process that no SIGKILL ended (stuck in the kernel) holding the pipe.
+    void finish(Clock::time_point until) {
+        while (pipe_.read && Clock::now() < until) {
+            pollfd fd{pipe_.read.get(), POLLIN, 0};
+            if (::poll(&fd, 1, ms_until(until)) > 0) pump();
+        }
+        pipe_.read.reset();
+        if (!failed_) ::tcdrain(port_);
+    }
+
+  private:
+    void forward(const char* data, size_t n) {
+        if (failed_) return;  // keep reading, so the command never blocks on a full pipe
+        try {
+            ktstr::write_all(port_, data, n, "output port");
+        } catch (const std::exception& e) {
+            failed_ = true;
+            say(Level::error, std::string(e.what()) + "; dropping the rest of the output");
+        }
+    }
+
+    int port_;
+    Pipe pipe_;
+    bool failed_ = false;
+};
+
+// Returns once the port has sent the line: the last one, the verdict, must be out before
+// the power goes off.
 void send_line(int fd, const nlohmann::json& message) {
     auto line = message.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
     ktstr::write_all(fd, line.data(), line.size(), "control port");
+    ::tcdrain(fd);
 }
 
 // Byte by byte: the job is one short line, and nothing after it may be taken from the port.
@@ -226,9 +306,7 @@ protocol::Job read_job(int ctl) {
 
 // What a test body left for the host (see protocol.hpp); empty when nothing did.
 std::string read_result_file() {
-    std::ifstream in(protocol::kResultFile, std::ios::binary);
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    return text;
+    return read_small_file(protocol::kResultFile);
 }
 
 void set_env(const std::string& name, const std::string& value) {
@@ -270,12 +348,6 @@ class ChildDeaths {
 
 // --- Run ---------------------------------------------------------------------------------
 
-int ms_until(std::optional<Clock::time_point> when) {
-    if (!when) return -1;
-    auto left = std::chrono::ceil<std::chrono::milliseconds>(*when - Clock::now()).count();
-    return int(std::clamp<long long>(left, 0, 1 << 30));
-}
-
 // As PID 1 we inherit every orphan; reap each as it dies. The leader's status belongs to its
 // handle (reaped by pid), so WNOWAIT looks at a dead child's pid before collecting it.
 void reap_orphans(pid_t leader) {
@@ -287,12 +359,26 @@ void reap_orphans(pid_t leader) {
     }
 }
 
-ktstr::PayloadExit wait_reaping(ktstr::PayloadHandle& payload, ChildDeaths& deaths) {
+// The command's stdout and stderr, on their way to the host.
+struct CommandOutput {
+    Relay out;
+    Relay err;
+    CommandOutput(const Ports& ports) : out(ports.out.get()), err(ports.err.get()) {}
+};
+
+// Until the command's leader ends, copying its output as it comes and reaping orphans.
+ktstr::PayloadExit wait_reaping(ktstr::PayloadHandle& payload, ChildDeaths& deaths,
+                                CommandOutput& output) {
     for (;;) {
         if (auto exit = payload.try_wait()) return *exit;  // also kills at the deadline
-        pollfd fds[] = {{payload.pidfd(), POLLIN, 0}, {deaths.fd(), POLLIN, 0}};
-        if (::poll(fds, 2, ms_until(payload.deadline())) < 0 && errno != EINTR)
+        pollfd fds[] = {{payload.pidfd(), POLLIN, 0},
+                        {deaths.fd(), POLLIN, 0},
+                        {output.out.read_end(), POLLIN, 0},
+                        {output.err.read_end(), POLLIN, 0}};
+        if (::poll(fds, 4, ms_until(payload.deadline())) < 0 && errno != EINTR)
             throw_errno("cannot wait for the command");
+        if (fds[2].revents) output.out.pump();
+        if (fds[3].revents) output.err.pump();
         deaths.drain();
         reap_orphans(payload.pid());
     }
@@ -304,15 +390,11 @@ std::chrono::milliseconds timeout_of(const protocol::Job& job) {
     return std::max(1ms, std::chrono::milliseconds(std::llround(ms)));
 }
 
-// The command writes straight onto the ports: no pipe through init, so nothing to drain and
-// nothing a background child keeping stdout open could hang.
-ktstr::PayloadRun command_payload(const protocol::Job& job, const Ports& ports) {
-    if (!ports.out || !ports.err)
-        throw Error("cannot run the command: virtio ports 'ktstr.out' and 'ktstr.err' not found");
+ktstr::PayloadRun command_payload(const protocol::Job& job, const CommandOutput& output) {
     return ktstr::PayloadRun("/bin/sh")
         .args({"-c", job.command})
-        .stdout_to(ktstr::Output::to_fd(ports.out.get()))
-        .stderr_to(ktstr::Output::to_fd(ports.err.get()))
+        .stdout_to(ktstr::Output::to_fd(output.out.write_end()))
+        .stderr_to(ktstr::Output::to_fd(output.err.write_end()))
         .timeout(timeout_of(job));
 }
 
@@ -334,26 +416,29 @@ void make_script_input(int tty) {
     if (::tcsetattr(tty, TCSANOW, &t) != 0) throw_errno("cannot set up /dev/ttyS0 for input");
 }
 
-ktstr::PayloadRun shell_payload(const protocol::Job& job, const Ports& ports, int tty) {
+ktstr::PayloadRun shell_payload(const protocol::Job& job, const CommandOutput& output, int tty) {
     if (!job.script_input) return ktstr::PayloadRun("/bin/sh").controlling_terminal(tty);
     make_script_input(tty);
     protocol::Job script = job;
     script.command = "exec /bin/sh -s </dev/ttyS0";
-    return command_payload(script, ports);
+    return command_payload(script, output);
 }
 
-protocol::Verdict run_job(const protocol::Job& job, const Ports& ports, ChildDeaths& deaths) {
+protocol::Verdict run_job(const protocol::Job& job, const Ports& ports, CommandOutput& output,
+                          ChildDeaths& deaths) {
     protocol::Verdict verdict;
     auto started = Clock::now();
     verdict.ms_payload_start = boottime_ms();
     try {
         Fd terminal = job.interactive ? open_terminal() : Fd();
-        auto run = job.interactive ? shell_payload(job, ports, terminal.get())
-                                   : command_payload(job, ports);
+        auto run = job.interactive ? shell_payload(job, output, terminal.get())
+                                   : command_payload(job, output);
         say(Level::info, job.interactive ? "starting a shell" : "running: " + job.command);
         auto payload = run.spawn();
+        output.out.close_write_end();  // the command's processes hold the only ones now
+        output.err.close_write_end();
         send_line(ports.ctl.get(), {{"type", "started"}});
-        auto exit = wait_reaping(payload, deaths);
+        auto exit = wait_reaping(payload, deaths, output);
         verdict.exit_code = exit.exit_code;
         verdict.signal = exit.signal;
         verdict.timed_out = exit.timed_out;
@@ -422,26 +507,10 @@ void report_failure(const std::string& what, const Ports& ports, double boot_ms)
     }
 }
 
-// Drivers the kernel has only as modules (virtio's, on Debian's 6.1), packed by the host in
-// load order. One that is built in already, or loaded, is no failure.
-void load_boot_modules() {
-    std::error_code ec;
-    std::vector<fs::path> modules;
-    for (const auto& e : fs::directory_iterator("/boot/ktstr-modules", ec))
-        modules.push_back(e.path());
-    std::sort(modules.begin(), modules.end());
-    for (const auto& m : modules) {
-        Fd fd = Fd::open(m.string(), O_RDONLY);
-        if (::syscall(SYS_finit_module, fd.get(), "", 0) != 0 && errno != EEXIST)
-            say(Level::warn, "cannot load module " + quoted(m.string()) + ": " + strerror(errno));
-    }
-}
-
 void run_init(double boot_ms, Ports& ports) {
     ChildDeaths deaths;
     mount_filesystems();
     attach_console();
-    load_boot_modules();
 
     ports = open_ports();
     send_line(ports.ctl.get(), protocol::Hello{.ms_init = boot_ms, .ms_sent = boottime_ms()});
@@ -451,8 +520,14 @@ void run_init(double boot_ms, Ports& ports) {
     say(Level::info, "job received; booted in " + std::to_string(std::llround(boot_ms)) + " ms");
 
     prepare_environment(job);
-    protocol::Verdict verdict = run_job(job, ports, deaths);
+    CommandOutput output(ports);
+    protocol::Verdict verdict = run_job(job, ports, output, deaths);
     verdict.leftover = end_all_processes(deaths);
+    // Every process is gone, so the pipes end; their last bytes reach the host before the
+    // verdict does.
+    auto until = Clock::now() + 2s;
+    output.out.finish(until);
+    output.err.finish(until);
     verdict.test_result = read_result_file();
 
     verdict.ms_boot_to_init = boot_ms;

@@ -127,8 +127,7 @@ log "kernel: $kdir/$kver/vmlinuz"
 
 # --- 3b. a kernel without sched_ext: bookworm's own 6.1 ------------------------
 # For the tests that scheduler tests skip on it. Never the default kernel: `default` stays on
-# the 7.x one. Its virtio drivers are modules; the ones the guest needs for its ports are
-# copied beside it in load order (modules/NN-name.ko), and ktstr packs them for the guest init.
+# the 7.x one. The guest needs no module from it: its ports are serial ports, built in.
 oldpkg=$(apt-cache search --names-only '^linux-image-6\.1\.[0-9]+-[0-9]+-amd64$' 2>/dev/null \
          | awk '{print $1}' | sort -V | tail -n1)
 if [ -z "$oldpkg" ]; then
@@ -141,38 +140,13 @@ elif [ ! -f "$kdir/${oldpkg#linux-image-}/vmlinuz" ]; then
   (cd "$tmp" && apt-get download -qq "$oldpkg" 2>&1 | grep -v unsandboxed || true)
   dpkg-deb -x "$tmp"/"$oldpkg"_*.deb "$tmp/x" || die "cannot unpack $oldpkg"
   part=$kdir/$oldver.part
-  rm -rf "$part"; mkdir -p "$part/modules"
+  rm -rf "$part"; mkdir -p "$part"
   cp "$tmp/x/boot/vmlinuz-$oldver" "$part/vmlinuz" || die "$oldpkg holds no vmlinuz-$oldver"
   cp "$tmp/x/boot/config-$oldver" "$part/config" || die "$oldpkg holds no config-$oldver"
-  # Each module after the ones it depends on (from its own .modinfo: there is no modules.dep).
-  moddir=$tmp/x/lib/modules/$oldver/kernel
-  order=()
-  add_module() {
-    local name=$1 file dep m
-    for m in "${order[@]}"; do [ "$m" = "$name" ] && return; done
-    file=$(find "$moddir" -name "$name.ko*" | head -n1)
-    [ -n "$file" ] || die "$oldpkg has no module $name"
-    for dep in $(tr '\0' '\n' <"$file" | sed -n 's/^depends=//p' | tr ',' ' '); do
-      add_module "$dep"
-    done
-    order+=("$name")
-  }
-  add_module virtio_pci
-  add_module virtio_console
-  n=10
-  for m in "${order[@]}"; do
-    file=$(find "$moddir" -name "$m.ko*" | head -n1)
-    case $file in
-      *.xz) xz -dc "$file" >"$part/modules/$n-$m.ko" ;;
-      *.zst) zstd -qdc "$file" >"$part/modules/$n-$m.ko" ;;
-      *) cp "$file" "$part/modules/$n-$m.ko" ;;
-    esac
-    n=$((n + 1))
-  done
   rm -rf "$kdir/$oldver"
   mv "$part" "$kdir/$oldver"
   rm -rf "$tmp"; trap - EXIT
-  log "kernel without sched_ext: $kdir/$oldver/vmlinuz (modules: ${order[*]})"
+  log "kernel without sched_ext: $kdir/$oldver/vmlinuz"
 fi
 
 # --- 4. the kernel's example sched_ext schedulers -----------------------------

@@ -1,6 +1,5 @@
 #include "ktstr/guest_image.hpp"
 
-#include <algorithm>
 #include <cstdlib>
 
 #include "ktstr/error.hpp"
@@ -15,26 +14,6 @@ fs::path running_executable_dir() {
     std::error_code ec;
     auto exe = fs::read_symlink("/proc/self/exe", ec);
     return ec ? fs::path(".") : exe.parent_path();
-}
-
-// A kernel whose virtio drivers are modules (Debian's 6.1) has them beside it in load order,
-// as modules/NN-name.ko (the set-up puts them there); the guest init loads them first.
-ArchiveEntries boot_modules(const KernelInfo& kernel) {
-    std::error_code ec;
-    std::vector<fs::path> files;
-    for (const auto& e : fs::directory_iterator(kernel.image.parent_path() / "modules", ec))
-        if (e.path().extension() == ".ko") files.push_back(e.path());
-    std::sort(files.begin(), files.end());
-    ArchiveEntries entries;
-    for (const auto& f : files) {
-        ArchiveEntry module;
-        module.archive_path = "/boot/ktstr-modules/" + f.filename().string();
-        module.host_path = f;
-        module.mode = 0644;
-        module.reason = "a module the kernel needs for the guest's ports";
-        entries.push_back(std::move(module));
-    }
-    return entries;
 }
 
 }  // namespace
@@ -75,7 +54,6 @@ ArchiveEntries guest_layout(const std::vector<IncludeSpec>& specs, const KernelI
         config.reason = "the kernel's config";
         merge_entries(entries, {config});
     }
-    merge_entries(entries, boot_modules(kernel));
     merge_entries(entries, resolve_include_files(specs));
     add_elf_closure(entries, closure);
     return entries;

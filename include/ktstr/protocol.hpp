@@ -1,8 +1,8 @@
-// What host and guest say to each other. Three virtio-serial ports:
-//   ktstr.ctl  JSON lines both ways: guest "hello", host "job", guest "started" (the command
-//              or shell is running and the console is open for input), guest "verdict".
-//   ktstr.out  the command's stdout, raw bytes.
-//   ktstr.err  the command's stderr, raw bytes.
+// What host and guest say to each other. Three serial ports after the console (ttyS0):
+//   ttyS1  control: JSON lines both ways: guest "hello", host "job", guest "started" (the
+//          command or shell is running and the console is open for input), guest "verdict".
+//   ttyS2  the command's stdout, raw bytes.
+//   ttyS3  the command's stderr, raw bytes.
 // The guest init sets KTSTR_RESULT_FILE for the command; what the command
 // leaves there travels back in the verdict's test_result.
 // A payload printing anything on stdout can never forge a verdict.
@@ -15,9 +15,9 @@
 
 namespace ktstr::protocol {
 
-inline constexpr const char* kControlPort = "ktstr.ctl";
-inline constexpr const char* kStdoutPort = "ktstr.out";
-inline constexpr const char* kStderrPort = "ktstr.err";
+inline constexpr const char* kControlPort = "/dev/ttyS1";
+inline constexpr const char* kStdoutPort = "/dev/ttyS2";
+inline constexpr const char* kStderrPort = "/dev/ttyS3";
 inline constexpr const char* kResultFile = "/run/ktstr-result.json";
 
 // The guest's first line, {"type":"hello", ...}. Stamps are the guest's CLOCK_BOOTTIME in
@@ -32,7 +32,7 @@ struct Job {
     std::string command;       // run with `sh -c`; empty with interactive
     bool interactive = false;  // a shell on the console instead of a command
     // With interactive: the host's input is not a terminal, so the shell reads its commands
-    // from the console like `sh -s` (no prompt, no echo) and writes on ktstr.out/ktstr.err.
+    // from the console like `sh -s` (no prompt, no echo) and writes on the output ports.
     bool script_input = false;
     double timeout_s = 0;  // 0: none; past it the command's group is killed
     std::map<std::string, std::string> env;

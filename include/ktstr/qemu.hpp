@@ -31,9 +31,9 @@ struct QemuConfig {
     int memory_mb = 1024;
     std::vector<std::string> cmdline_extra;  // words appended to the kernel command line
     std::filesystem::path console_socket;    // the serial console; QEMU connects as a client
-    std::filesystem::path control_socket;    // ktstr.ctl; QEMU connects as a client
-    std::filesystem::path stdout_socket;     // ktstr.out
-    std::filesystem::path stderr_socket;     // ktstr.err
+    std::filesystem::path control_socket;    // the guest's ttyS1; QEMU connects as a client
+    std::filesystem::path stdout_socket;     // ttyS2
+    std::filesystem::path stderr_socket;     // ttyS3
     bool verbose = false;                    // full kernel log on the console
 };
 

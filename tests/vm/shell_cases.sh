@@ -26,6 +26,25 @@ case $case_name in
     expect_rc 0
     [ "$(cat "$work/out")" = "$(printf 'to-out\na b\tc')" ] || fail "stdout not byte-exact: $(od -c "$work/out")"
     grep -qx 'to-err' "$work/err" || fail "stderr lacks to-err" ;;
+  binary_output)
+    # Every byte value, on both streams at once: the ports pass bytes as they are (no CR/LF
+    # rewriting, no flow-control or interrupt characters eaten), and all of it arrives before
+    # ktstr exits.
+    python3 -c 'import sys; sys.stdout.buffer.write(bytes(range(256)) * 2048)' >"$work/bytes"
+    start=$(date +%s%N)
+    run shell -i "$work/bytes" --exec 'cat /include-files/bytes & cat /include-files/bytes >&2; wait'
+    expect_rc 0
+    cmp "$work/bytes" "$work/out" || fail "stdout differs from the 512 KiB sent"
+    # ktstr's own lines (the accelerator it chose) come first on stderr.
+    tail -c 524288 "$work/err" | cmp "$work/bytes" - || fail "stderr differs from the 512 KiB sent"
+    ! head -c -524288 "$work/err" | grep -av '^ktstr: ' || fail "stderr has more than ktstr's lines before the bytes"
+    echo "512 KiB on each stream: the run took $(( ($(date +%s%N) - start) / 1000000 )) ms" ;;
+  output_not_a_terminal)
+    # The command's stdout and stderr are pipes, as on a host under a harness: programs that
+    # colour or animate a terminal stay plain.
+    run shell --exec '[ -t 1 ] && echo "stdout is a terminal"; [ -t 2 ] && echo "stderr is a terminal"; [ -p /proc/self/fd/1 ] && [ -p /proc/self/fd/2 ] && echo pipes'
+    expect_rc 0
+    [ "$(cat "$work/out")" = pipes ] || fail "expected pipes, got: $(cat "$work/out")" ;;
   killed_by_signal)
     run shell --exec 'kill -TERM $$'
     expect_rc 143; expect_err 'killed by signal 15' ;;
