@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/signalfd.h>
@@ -218,57 +219,76 @@ Ports open_ports() {
     return ports;
 }
 
+// Until the UART has sent every byte written to `port`, not only handed it to the device:
+// tcdrain() alone stops waiting after a few FIFO times, while QEMU may still hold bytes the
+// host has not read yet. Bounded, so a host that stopped reading cannot keep the guest up.
+void wait_sent(int port) {
+    ::tcdrain(port);
+    for (auto until = Clock::now() + 30s; Clock::now() < until;) {
+        int lsr = 0;
+        if (::ioctl(port, TIOCSERGETLSR, &lsr) != 0 || (lsr & TIOCSER_TEMT)) return;
+        std::this_thread::sleep_for(1ms);
+    }
+    say(Level::warn, "a port still had bytes to send after 30 s: the host stopped reading");
+}
+
 // The command's stdout or stderr: a pipe whose bytes init copies onto a port. Not the port
 // itself: a command whose output is a terminal behaves differently (colour, progress lines,
 // line buffering).
 class Relay {
   public:
-    explicit Relay(int port) : port_(port), pipe_(Pipe::make()) {
+    Relay(const char* port_name, int port, const char* stream)
+        : name_(std::string(port_name) + " (the command's " + stream + ")"),
+          port_(port),
+          pipe_(Pipe::make()) {
         int flags = ::fcntl(pipe_.read.get(), F_GETFL);
         if (flags < 0 || ::fcntl(pipe_.read.get(), F_SETFL, flags | O_NONBLOCK) != 0)
-            throw_errno("cannot set up the output pipe");
+            throw_errno("cannot set up the pipe for " + name_);
     }
     int write_end() const { return pipe_.write.get(); }
     void close_write_end() { pipe_.write.reset(); }
     int read_end() const { return pipe_.read ? pipe_.read.get() : -1; }
+    bool open() const { return bool(pipe_.read); }
 
-    // Copies what the pipe holds now; closes it at end of file.
-    void pump() {
+    // Copies one chunk, so the caller's loop gets back to the command's end and its deadline
+    // however fast the command writes; closes the pipe at end of file. True if bytes came.
+    bool pump() {
         char buf[65536];
-        while (pipe_.read) {
-            ssize_t n = ::read(pipe_.read.get(), buf, sizeof buf);
-            if (n < 0 && errno == EINTR) continue;
-            if (n < 0 && errno == EAGAIN) return;
-            if (n <= 0) {
-                pipe_.read.reset();
-                return;
-            }
-            forward(buf, static_cast<size_t>(n));
+        ssize_t n;
+        do {
+            n = ::read(pipe_.read.get(), buf, sizeof buf);
+        } while (n < 0 && errno == EINTR);
+        if (n < 0 && errno == EAGAIN) return false;
+        if (n <= 0) {
+            pipe_.read.reset();
+            return false;
         }
+        forward(buf, static_cast<size_t>(n));
+        return true;
     }
 
-    // Once every process is gone: the rest of the pipe, then until the port has sent it all.
-    // Bounded, for a process that no SIGKILL ended (stuck in the kernel) holding the pipe.
-    void finish(Clock::time_point until) {
-        while (pipe_.read && Clock::now() < until) {
-            pollfd fd{pipe_.read.get(), POLLIN, 0};
-            if (::poll(&fd, 1, ms_until(until)) > 0) pump();
-        }
+    // The pipe ended early: a process no SIGKILL ended (stuck in the kernel) still holds it.
+    void abandon() {
+        say(Level::warn, name_ + ": a process still holds the pipe; the rest is dropped");
         pipe_.read.reset();
-        if (!failed_) ::tcdrain(port_);
+    }
+
+    void flush() const {
+        if (!failed_) wait_sent(port_);
     }
 
   private:
     void forward(const char* data, size_t n) {
         if (failed_) return;  // keep reading, so the command never blocks on a full pipe
         try {
-            ktstr::write_all(port_, data, n, "output port");
+            ktstr::write_all(port_, data, n, name_);
         } catch (const std::exception& e) {
             failed_ = true;
             say(Level::error, std::string(e.what()) + "; dropping the rest of the output");
         }
     }
 
+    std::string name_;
     int port_;
     Pipe pipe_;
     bool failed_ = false;
@@ -278,8 +298,8 @@ class Relay {
 // the power goes off.
 void send_line(int fd, const nlohmann::json& message) {
     auto line = message.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-    ktstr::write_all(fd, line.data(), line.size(), "control port");
-    ::tcdrain(fd);
+    ktstr::write_all(fd, line.data(), line.size(), protocol::kControlPort);
+    wait_sent(fd);
 }
 
 // Byte by byte: the job is one short line, and nothing after it may be taken from the port.
@@ -363,7 +383,31 @@ void reap_orphans(pid_t leader) {
 struct CommandOutput {
     Relay out;
     Relay err;
-    CommandOutput(const Ports& ports) : out(ports.out.get()), err(ports.err.get()) {}
+    explicit CommandOutput(const Ports& ports)
+        : out(protocol::kStdoutPort, ports.out.get(), "stdout"),
+          err(protocol::kStderrPort, ports.err.get(), "stderr") {}
+
+    // Once every process is gone: the rest of both pipes, then until the ports have sent it
+    // all. A pipe still open after 2 s without a byte is held by a process no SIGKILL ended.
+    void finish() {
+        out.close_write_end();  // still ours if the command never started
+        err.close_write_end();
+        for (auto idle_until = Clock::now() + 2s; out.open() || err.open();) {
+            if (Clock::now() >= idle_until) {
+                if (out.open()) out.abandon();
+                if (err.open()) err.abandon();
+                break;
+            }
+            pollfd fds[] = {{out.read_end(), POLLIN, 0}, {err.read_end(), POLLIN, 0}};
+            if (::poll(fds, 2, ms_until(idle_until)) <= 0) continue;
+            bool came = false;
+            if (fds[0].revents) came |= out.pump();
+            if (fds[1].revents) came |= err.pump();
+            if (came) idle_until = Clock::now() + 2s;
+        }
+        out.flush();
+        err.flush();
+    }
 };
 
 // Until the command's leader ends, copying its output as it comes and reaping orphans.
@@ -523,11 +567,7 @@ void run_init(double boot_ms, Ports& ports) {
     CommandOutput output(ports);
     protocol::Verdict verdict = run_job(job, ports, output, deaths);
     verdict.leftover = end_all_processes(deaths);
-    // Every process is gone, so the pipes end; their last bytes reach the host before the
-    // verdict does.
-    auto until = Clock::now() + 2s;
-    output.out.finish(until);
-    output.err.finish(until);
+    output.finish();  // the command's last bytes reach the host before the verdict does
     verdict.test_result = read_result_file();
 
     verdict.ms_boot_to_init = boot_ms;

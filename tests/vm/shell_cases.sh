@@ -45,6 +45,17 @@ case $case_name in
     run shell --exec '[ -t 1 ] && echo "stdout is a terminal"; [ -t 2 ] && echo "stderr is a terminal"; [ -p /proc/self/fd/1 ] && [ -p /proc/self/fd/2 ] && echo pipes'
     expect_rc 0
     [ "$(cat "$work/out")" = pipes ] || fail "expected pipes, got: $(cat "$work/out")" ;;
+  flood_output)
+    # Commands that never stop writing: the timeout still ends one (exit 124), and a writer
+    # left in the background does not keep a finished command from ending.
+    start=$(date +%s)
+    run shell --timeout 5 --exec 'yes'
+    expect_rc 124; expect_err 'timed out'
+    [ $(( $(date +%s) - start )) -lt 60 ] || fail "the timeout took $(( $(date +%s) - start )) s"
+    start=$(date +%s)
+    run shell --exec 'yes & sleep 1; echo leader-done'
+    expect_rc 0; expect_out 'leader-done'
+    [ $(( $(date +%s) - start )) -lt 60 ] || fail "the run took $(( $(date +%s) - start )) s" ;;
   killed_by_signal)
     run shell --exec 'kill -TERM $$'
     expect_rc 143; expect_err 'killed by signal 15' ;;
