@@ -1,19 +1,14 @@
-// The ELF closure: reads each dynamic ELF with libelf and follows its
-// interpreter and DT_NEEDED libraries the way glibc's ld.so searches for them,
-// emitting every file and symlink the guest's loader walks through.
+// The ELF closure: follows each dynamic ELF's interpreter and DT_NEEDED libraries the way
+// glibc's ld.so searches for them (elf_object.hpp reads the files, loader_search.hpp finds
+// them), emitting every file and symlink the guest's loader walks through.
 #include "ktstr/elf_closure.hpp"
 
-#include <gelf.h>
-#include <glob.h>
-#include <libelf.h>
-#include <limits.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cstdlib>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <optional>
@@ -22,452 +17,37 @@
 #include <unordered_map>
 #include <utility>
 
+#include "elf_object.hpp"
 #include "ktstr/error.hpp"
 #include "ktstr/fd.hpp"
 #include "ktstr/include_files.hpp"
+#include "loader_search.hpp"
 
 namespace ktstr {
 namespace {
 
 namespace fs = std::filesystem;
 
-// ---- The host's ABI: what the guest's loader accepts -------------------------------------------
-
-struct Arch {
-    unsigned char elf_class;
-    unsigned char data;
-    uint16_t machine;
-    const char* triplet;   // Debian's multiarch directory name
-    const char* platform;  // what $PLATFORM expands to
-};
-
-#if defined(__x86_64__)
-// glibc names Intel CPUs with AVX2 "haswell" in $PLATFORM; the guest CPU may differ, so we keep
-// the architecture's own name.
-constexpr Arch kHostArch{ELFCLASS64, ELFDATA2LSB, EM_X86_64, "x86_64-linux-gnu", "x86_64"};
-#elif defined(__aarch64__)
-constexpr Arch kHostArch{ELFCLASS64, ELFDATA2LSB, EM_AARCH64, "aarch64-linux-gnu", "aarch64"};
-#else
-#error "ktstr: ELF closure: unsupported host architecture"
-#endif
-
-std::string machine_name(uint16_t machine) {
-    switch (machine) {
-        case EM_X86_64:
-            return "x86-64";
-        case EM_386:
-            return "i386";
-        case EM_AARCH64:
-            return "aarch64";
-        case EM_ARM:
-            return "arm";
-        case EM_RISCV:
-            return "riscv";
-        case EM_PPC64:
-            return "ppc64";
-        case EM_S390:
-            return "s390";
-        default:
-            return "machine " + std::to_string(machine);
-    }
-}
-
-std::string describe_arch(unsigned char elf_class, unsigned char data, uint16_t machine) {
-    std::string text = machine_name(machine) + (elf_class == ELFCLASS64 ? " 64-bit" : " 32-bit");
-    if (data != kHostArch.data) text += data == ELFDATA2MSB ? " big-endian" : " little-endian";
-    return text;
-}
-
-// Where the host's loader looks last, and what $LIB means to it. Debian's ld.so (see
-// `ld.so --help`) searches the multiarch directories, then /lib and /usr/lib; systems
-// without multiarch directories (Fedora style) use /lib64 and /usr/lib64.
-struct LoaderLayout {
-    std::string lib;
-    std::vector<std::string> default_dirs;
-};
-
-LoaderLayout host_loader_layout() {
-    std::string triplet = kHostArch.triplet;
-    std::error_code ec;
-    if (fs::is_directory("/usr/lib/" + triplet, ec)) {
-        return {"lib/" + triplet, {"/lib/" + triplet, "/usr/lib/" + triplet, "/lib", "/usr/lib"}};
-    }
-    return {"lib64", {"/lib64", "/usr/lib64"}};
-}
-
-// ---- Reading one ELF file ----------------------------------------------------------------------
-
-struct ElfObject {
-    bool is_elf = false;
-    unsigned char elf_class = 0;
-    unsigned char data = 0;
-    uint16_t machine = 0;
-    uint16_t type = 0;
-    std::string interpreter;  // PT_INTERP
-    std::string soname;
-    std::vector<std::string> needed;
-    std::optional<std::string> rpath;  // glibc drops DT_RPATH when DT_RUNPATH is present
-    std::optional<std::string> runpath;
-    bool nodeflib = false;  // DF_1_NODEFLIB: the default directories are not searched
-
-    bool runs_on_host() const {
-        return elf_class == kHostArch.elf_class && data == kHostArch.data &&
-               machine == kHostArch.machine;
-    }
-    std::string arch() const { return describe_arch(elf_class, data, machine); }
-};
-
-struct ElfEnd {
-    void operator()(Elf* elf) const { elf_end(elf); }
-};
-using ElfHandle = std::unique_ptr<Elf, ElfEnd>;
-
-[[noreturn]] void throw_elf_error(const std::string& path, const std::string& why = "") {
-    throw Error("cannot read ELF file " + quoted(path) + ": " +
-                (why.empty() ? std::string(elf_errmsg(-1)) : why));
-}
-
-bool has_elf_magic(int fd) {
-    char magic[SELFMAG];
-    ssize_t n;
-    do n = ::pread(fd, magic, sizeof magic, 0);
-    while (n < 0 && errno == EINTR);
-    return n == SELFMAG && std::string_view(magic, SELFMAG) == ELFMAG;
-}
-
-// The file offset of a virtual address, through the PT_LOAD segments, as ld.so maps them.
-std::optional<uint64_t> file_offset(const std::vector<GElf_Phdr>& loads, uint64_t vaddr) {
-    for (const auto& load : loads) {
-        if (vaddr >= load.p_vaddr && vaddr < load.p_vaddr + load.p_filesz)
-            return vaddr - load.p_vaddr + load.p_offset;
-    }
-    return std::nullopt;
-}
-
-class StringTable {
-  public:
-    StringTable(Elf* elf, const std::vector<GElf_Phdr>& loads, uint64_t addr, uint64_t size,
-                const std::string& path)
-        : path_(path) {
-        if (size == 0) return;
-        auto offset = file_offset(loads, addr);
-        if (!offset) throw_elf_error(path, "DT_STRTAB is outside every PT_LOAD segment");
-        data_ = elf_getdata_rawchunk(elf, static_cast<int64_t>(*offset), size, ELF_T_BYTE);
-        if (!data_) throw_elf_error(path);
-    }
-
-    std::string at(uint64_t offset) const {
-        if (!data_ || offset >= data_->d_size) throw_elf_error(path_, "string outside DT_STRTAB");
-        auto text = static_cast<const char*>(data_->d_buf) + offset;
-        return std::string(text, ::strnlen(text, data_->d_size - offset));
-    }
-
-  private:
-    std::string path_;
-    Elf_Data* data_ = nullptr;
-};
-
-// Reads the dynamic section through PT_DYNAMIC and DT_STRTAB, as the loader does, so that files
-// without section headers are read too.
-void read_dynamic(Elf* elf, const GElf_Phdr& dynamic, const std::vector<GElf_Phdr>& loads,
-                  const std::string& path, ElfObject& obj) {
-    Elf_Data* data = elf_getdata_rawchunk(elf, static_cast<int64_t>(dynamic.p_offset),
-                                          dynamic.p_filesz, ELF_T_DYN);
-    if (!data) throw_elf_error(path);
-
-    std::vector<uint64_t> needed;
-    std::optional<uint64_t> soname, rpath, runpath;
-    uint64_t strtab = 0, strsz = 0;
-    size_t count = data->d_size / gelf_fsize(elf, ELF_T_DYN, 1, EV_CURRENT);
-    for (size_t i = 0; i < count; ++i) {
-        GElf_Dyn dyn;
-        if (!gelf_getdyn(data, static_cast<int>(i), &dyn)) throw_elf_error(path);
-        if (dyn.d_tag == DT_NULL) break;
-        switch (dyn.d_tag) {
-            case DT_NEEDED:
-                needed.push_back(dyn.d_un.d_val);
-                break;
-            case DT_SONAME:
-                soname = dyn.d_un.d_val;
-                break;
-            case DT_RPATH:
-                rpath = dyn.d_un.d_val;
-                break;
-            case DT_RUNPATH:
-                runpath = dyn.d_un.d_val;
-                break;
-            case DT_STRTAB:
-                strtab = dyn.d_un.d_ptr;
-                break;
-            case DT_STRSZ:
-                strsz = dyn.d_un.d_val;
-                break;
-            case DT_FLAGS_1:
-                obj.nodeflib = (dyn.d_un.d_val & DF_1_NODEFLIB) != 0;
-                break;
-        }
-    }
-
-    StringTable strings(elf, loads, strtab, strsz, path);
-    for (uint64_t offset : needed) obj.needed.push_back(strings.at(offset));
-    if (soname) obj.soname = strings.at(*soname);
-    if (runpath) obj.runpath = strings.at(*runpath);
-    if (rpath && !runpath) obj.rpath = strings.at(*rpath);
-}
-
-ElfObject read_elf(int fd, const std::string& path) {
-    static const bool initialized = elf_version(EV_CURRENT) != EV_NONE;
-    if (!initialized)
-        throw_elf_error(path, "libelf is older than the ELF version it was built for");
-
-    ElfObject obj;
-    if (!has_elf_magic(fd)) return obj;
-    ElfHandle elf(elf_begin(fd, ELF_C_READ_MMAP, nullptr));
-    if (!elf) throw_elf_error(path);
-    if (elf_kind(elf.get()) != ELF_K_ELF) throw_elf_error(path, "truncated or invalid ELF header");
-    GElf_Ehdr header;
-    if (!gelf_getehdr(elf.get(), &header)) throw_elf_error(path);
-    obj.is_elf = true;
-    obj.elf_class = header.e_ident[EI_CLASS];
-    obj.data = header.e_ident[EI_DATA];
-    obj.machine = header.e_machine;
-    obj.type = header.e_type;
-    if (!obj.runs_on_host()) return obj;
-
-    size_t count = 0;
-    if (elf_getphdrnum(elf.get(), &count) != 0) throw_elf_error(path);
-    std::vector<GElf_Phdr> loads;
-    std::optional<GElf_Phdr> dynamic;
-    for (size_t i = 0; i < count; ++i) {
-        GElf_Phdr phdr;
-        if (!gelf_getphdr(elf.get(), static_cast<int>(i), &phdr)) throw_elf_error(path);
-        if (phdr.p_type == PT_LOAD) loads.push_back(phdr);
-        if (phdr.p_type == PT_DYNAMIC) dynamic = phdr;
-        if (phdr.p_type == PT_INTERP) {
-            Elf_Data* interp = elf_getdata_rawchunk(elf.get(), static_cast<int64_t>(phdr.p_offset),
-                                                    phdr.p_filesz, ELF_T_BYTE);
-            if (!interp) throw_elf_error(path);
-            auto text = static_cast<const char*>(interp->d_buf);
-            obj.interpreter.assign(text, ::strnlen(text, interp->d_size));
-        }
-    }
-    if (dynamic) read_dynamic(elf.get(), *dynamic, loads, path, obj);
-    return obj;
-}
-
-// ---- Paths -------------------------------------------------------------------------------------
-
-std::vector<std::string> split(std::string_view text, char separator) {
-    std::vector<std::string> parts;
-    size_t start = 0;
-    while (start <= text.size()) {
-        size_t end = std::min(text.find(separator, start), text.size());
-        parts.emplace_back(text.substr(start, end - start));
-        start = end + 1;
-    }
-    return parts;
-}
-
-std::string join(const std::vector<std::string>& parts, std::string_view separator) {
-    std::string text;
-    for (const auto& part : parts) {
-        if (!text.empty()) text += separator;
-        text += part;
-    }
-    return text;
-}
-
-std::string join_path(const std::string& dir, const std::string& name) {
-    return dir == "/" ? "/" + name : dir + "/" + name;
-}
-
-std::string dir_name(const std::string& path) {
-    size_t slash = path.rfind('/');
-    if (slash == std::string::npos) return ".";
-    return slash == 0 ? "/" : path.substr(0, slash);
-}
-
-std::string base_name(const std::string& path) {
-    return path.substr(path.rfind('/') + 1);
-}
-
-std::string absolute_path(const std::string& path) {
-    return path.starts_with('/') ? path : join_path(fs::current_path().string(), path);
-}
-
-std::string read_link(const std::string& path) {
-    std::string target(PATH_MAX, '\0');
-    ssize_t n = ::readlink(path.c_str(), target.data(), target.size());
-    if (n < 0) throw_errno("cannot read symlink " + quoted(path));
-    target.resize(static_cast<size_t>(n));
-    return target;
-}
-
-struct LinkHop {
-    std::string path;    // the link itself, every directory before it resolved
-    std::string target;  // exactly as readlink gives it
-    bool is_directory;   // met as a directory component, not as the file itself
-};
-
-struct ResolvedPath {
-    std::vector<LinkHop> links;  // in the order the kernel follows them
-    std::string real;
-};
-
-// Resolves `rest` from the directory `from` (absolute and free of symlinks) component by
-// component, as the kernel does (".." is physical), recording every symlink met so that the
-// guest can have the same ones.
-ResolvedPath resolve_path(const std::string& from, const std::string& rest) {
-    const std::string path = from.empty() ? rest : join_path(from, rest);
-    constexpr int kMaxLinks = 40;  // the kernel's limit before ELOOP
-    ResolvedPath out;
-    std::vector<std::string> todo;
-    auto push_components = [&todo](const std::string& text) {
-        auto parts = split(text, '/');
-        for (auto it = parts.rbegin(); it != parts.rend(); ++it)
-            if (!it->empty() && *it != ".") todo.push_back(std::move(*it));
-    };
-    push_components(rest);
-
-    std::string dir = from == "/" ? "" : from;  // resolved so far; empty is the root
-    int links = 0;
-    while (!todo.empty()) {
-        std::string name = std::move(todo.back());
-        todo.pop_back();
-        if (name == "..") {
-            dir.resize(dir.empty() ? 0 : dir.rfind('/'));
-            continue;
-        }
-        std::string next = dir + "/" + name;
-        struct stat st;
-        if (::lstat(next.c_str(), &st) != 0) throw_errno("cannot resolve " + quoted(path));
-        if (!S_ISLNK(st.st_mode)) {
-            dir = std::move(next);
-            continue;
-        }
-        if (++links > kMaxLinks) throw SysError("cannot resolve " + quoted(path), ELOOP);
-        std::string target = read_link(next);
-        out.links.push_back({next, target, !todo.empty()});
-        if (target.starts_with('/')) dir.clear();
-        push_components(target);
-    }
-    out.real = dir.empty() ? "/" : dir;
-    return out;
-}
-
-// ---- /etc/ld.so.conf ---------------------------------------------------------------------------
-
-struct GlobFree {
-    void operator()(glob_t* g) const { globfree(g); }
-};
-
-std::string trim(std::string_view text) {
-    size_t begin = text.find_first_not_of(" \t\r\n");
-    if (begin == std::string_view::npos) return {};
-    size_t end = text.find_last_not_of(" \t\r\n");
-    return std::string(text.substr(begin, end - begin + 1));
-}
-
-void read_conf_file(const std::string& file, std::vector<std::string>& dirs,
-                    std::set<std::string>& visited, std::set<std::string>& known);
-
-void read_conf_include(const std::string& file, const std::string& pattern,
-                       std::vector<std::string>& dirs, std::set<std::string>& visited,
-                       std::set<std::string>& known) {
-    std::string full = pattern.starts_with('/') ? pattern : join_path(dir_name(file), pattern);
-    glob_t matches{};
-    std::unique_ptr<glob_t, GlobFree> owner(&matches);
-    if (::glob(full.c_str(), 0, nullptr, &matches) != 0) return;
-    for (size_t i = 0; i < matches.gl_pathc; ++i)
-        read_conf_file(matches.gl_pathv[i], dirs, visited, known);
-}
-
-// A missing file or directory is skipped, as ldconfig does; `visited` breaks include loops.
-void read_conf_file(const std::string& file, std::vector<std::string>& dirs,
-                    std::set<std::string>& visited, std::set<std::string>& known) {
-    if (!visited.insert(file).second) return;
-    std::ifstream in(file);
-    std::string line;
-    while (std::getline(in, line)) {
-        std::string text = trim(std::string_view(line).substr(0, line.find('#')));
-        if (text.empty()) continue;
-        auto keyword = [&text](std::string_view word) {
-            return text.starts_with(word) && text.size() > word.size() &&
-                   (text[word.size()] == ' ' || text[word.size()] == '\t');
-        };
-        bool include = keyword("include");
-        bool hwcap = keyword("hwcap");
-        if (hwcap) continue;  // obsolete, and ignored by ldconfig too
-        if (include) {
-            std::ranges::replace(text, '\t', ' ');
-            for (const auto& word : split(text.substr(8), ' '))
-                if (auto pattern = trim(word); !pattern.empty())
-                    read_conf_include(file, pattern, dirs, visited, known);
-            continue;
-        }
-        while (text.size() > 1 && text.ends_with('/')) text.pop_back();
-        std::error_code ec;
-        if (known.insert(text).second && fs::is_directory(text, ec)) dirs.push_back(text);
-    }
-}
-
-std::vector<std::string> read_ld_so_conf(const fs::path& conf) {
-    std::vector<std::string> dirs;
-    std::set<std::string> visited, known;
-    if (!conf.empty()) read_conf_file(conf.string(), dirs, visited, known);
-    return dirs;
-}
-
-// ---- Dynamic string tokens ---------------------------------------------------------------------
-
-// Length of `$NAME` or `${NAME}` at the start of `text` (after the '$'), 0 if it is not there.
-size_t token_length(std::string_view text, std::string_view name) {
-    if (text.starts_with('{')) {
-        bool match =
-            text.substr(1).starts_with(name) && text.substr(1 + name.size()).starts_with('}');
-        return match ? name.size() + 2 : 0;
-    }
-    if (!text.starts_with(name)) return 0;
-    auto next = static_cast<unsigned char>(text.size() > name.size() ? text[name.size()] : ' ');
-    bool ends = !(std::isalnum(next) || next == '_');
-    return ends ? name.size() : 0;
-}
-
-// Whether the object's own search path names its $ORIGIN.
-bool uses_origin(const ElfObject& elf) {
-    const std::string& list = elf.runpath ? *elf.runpath : elf.rpath.value_or("");
-    for (size_t at = list.find('$'); at != std::string::npos; at = list.find('$', at + 1))
-        if (token_length(std::string_view(list).substr(at + 1), "ORIGIN")) return true;
-    return false;
-}
-
-struct TokenValues {
-    std::string origin;
-    std::string lib;
-    std::string platform;
-};
-
-std::string expand_tokens(std::string_view text, const TokenValues& values) {
-    std::string out;
-    for (size_t i = 0; i < text.size(); ++i) {
-        if (text[i] != '$') {
-            out += text[i];
-            continue;
-        }
-        auto rest = text.substr(i + 1);
-        size_t n = 0;
-        if ((n = token_length(rest, "ORIGIN")))
-            out += values.origin;
-        else if ((n = token_length(rest, "LIB")))
-            out += values.lib;
-        else if ((n = token_length(rest, "PLATFORM")))
-            out += values.platform;
-        else
-            out += '$';  // not a token: glibc keeps it as it is
-        i += n;
-    }
-    return out;
-}
+using elf::absolute_path;
+using elf::base_name;
+using elf::describe_arch;
+using elf::dir_name;
+using elf::ElfObject;
+using elf::expand_tokens;
+using elf::has_elf_magic;
+using elf::host_loader_layout;
+using elf::join;
+using elf::join_path;
+using elf::kHostArch;
+using elf::LinkHop;
+using elf::LoaderLayout;
+using elf::read_elf;
+using elf::read_ld_so_conf;
+using elf::resolve_path;
+using elf::ResolvedPath;
+using elf::split;
+using elf::TokenValues;
+using elf::uses_origin;
 
 // ---- One program's link map, as ld.so builds it ------------------------------------------------
 
