@@ -125,9 +125,16 @@ KernelInfo choose_kernel(const std::string& explicit_path) {
     auto from_path = [](const std::string& spec, const std::string& by) {
         fs::path p = spec;
         std::error_code ec;
-        if (fs::is_directory(p, ec)) p /= "vmlinuz";
-        if (!fs::is_regular_file(p, ec))
-            throw Error("cannot use kernel " + quoted(spec) + " (from " + by + "): no such file");
+        const bool dir = fs::is_directory(p, ec);
+        if (dir) p /= "vmlinuz";
+        const auto status = fs::status(p, ec);
+        if (!fs::is_regular_file(status)) {
+            const char* why = !fs::exists(status)
+                                  ? (dir ? "a directory with no vmlinuz in it" : "no such file")
+                              : fs::is_directory(status) ? "its vmlinuz is a directory"
+                                                         : "not a regular file";
+            throw Error("cannot use kernel " + quoted(spec) + " (from " + by + "): " + why);
+        }
         return inspect_kernel(p, by);
     };
     if (!explicit_path.empty()) return from_path(explicit_path, "--kernel");

@@ -71,7 +71,21 @@ TEST_CASE("the --kernel flag beats KTSTR_KERNEL, which beats the cache", "[kerne
 
 TEST_CASE("a missing kernel is an error naming it", "[kernel]") {
     CHECK_THROWS_WITH(ktstr::choose_kernel("/nonexistent/vmlinuz"),
-                      ContainsSubstring("/nonexistent/vmlinuz") && ContainsSubstring("--kernel"));
+                      ContainsSubstring("/nonexistent/vmlinuz") && ContainsSubstring("--kernel") &&
+                          ContainsSubstring("no such file"));
+}
+
+TEST_CASE("a --kernel that is no file says what it is instead", "[kernel]") {
+    ktstr::TempDir dir;
+    const auto fifo = dir.path() / "fifo";
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    CHECK_THROWS_WITH(ktstr::choose_kernel(fifo.string()),
+                      ContainsSubstring(fifo.string()) && ContainsSubstring("not a regular file"));
+    CHECK_THROWS_WITH(ktstr::choose_kernel(dir.path().string()),
+                      ContainsSubstring("a directory with no vmlinuz in it"));
+    fs::create_directory(dir.path() / "vmlinuz");
+    CHECK_THROWS_WITH(ktstr::choose_kernel(dir.path().string()),
+                      ContainsSubstring("its vmlinuz is a directory"));
 }
 
 TEST_CASE("accelerator words", "[qemu]") {
