@@ -10,8 +10,9 @@ foreach(name IN LISTS names)
   if(name STREQUAL "")
     continue()
   endif()
+  set(test "[==[${PREFIX}: ${name}]==]")
   string(APPEND content
-    "add_test([==[${PREFIX}: ${name}]==] [==[${SUITE}]==] --exact [==[${name}]==] -j 1 ${EXTRA_ARGS})\n"
-    "set_tests_properties([==[${PREFIX}: ${name}]==] PROPERTIES LABELS [==[${LABELS}]==] TIMEOUT ${TIMEOUT})\n")
+    "add_test(${test} [==[${SUITE}]==] --exact [==[${name}]==] -j 1 ${EXTRA_ARGS})\n"
+    "set_tests_properties(${test} PROPERTIES LABELS [==[${LABELS}]==] TIMEOUT ${TIMEOUT})\n")
 endforeach()
 file(WRITE "${OUT}" "${content}")

@@ -5,6 +5,7 @@ set -uo pipefail
 ktstr=${KTSTR:?set KTSTR to the ktstr binary}
 case_name=${1:?usage: shell_cases.sh CASE}
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+here=$(cd "$(dirname "$0")" && pwd)
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 # run CMD...: runs ktstr with stdout/stderr captured to $work/out and $work/err.
@@ -113,20 +114,13 @@ case $case_name in
     # terminal's settings come back after `exit` and after SIGINT to ktstr. The sleeping
     # command prints once it runs in the foreground, so the ^C cannot reach the shell
     # before the command exists; every reply after the first prompt has 30 s.
-    python3 - "$ktstr" <<'PY' || fail "terminal session failed"
-import os, pty, select, signal, sys, termios, time
+    PYTHONPATH=$here python3 - "$ktstr" <<'PY' || fail "terminal session failed"
+import os, select, signal, sys, termios, time
+from ktstr_pty import start_on_pty
 ktstr = sys.argv[1]
 
 def session(steps, interrupt=False, early=None):
-    master, slave = pty.openpty()
-    before = termios.tcgetattr(slave)
-    pid = os.fork()
-    if pid == 0:
-        os.setsid()
-        os.close(master)
-        for fd in (0, 1, 2):
-            os.dup2(slave, fd)
-        os.execv(ktstr, [ktstr, "shell"])
+    master, slave, before, pid = start_on_pty(ktstr)
     seen = b""
     everything = b""
     def wait_for(text, limit=240):
@@ -333,22 +327,13 @@ PY
     # crash. Each time the terminal's settings come back (when it is still there) and ktstr's
     # temp dir and QEMU are gone.
     mkdir "$work/tmp"
-    TMPDIR="$work/tmp" python3 - "$ktstr" "$work/tmp" <<'PY' || fail "terminal faults"
-import fcntl, os, pty, select, signal, subprocess, sys, termios, time
+    TMPDIR="$work/tmp" PYTHONPATH=$here python3 - "$ktstr" "$work/tmp" <<'PY' || fail "terminal faults"
+import os, select, signal, subprocess, sys, termios, time
+from ktstr_pty import start_on_pty
 ktstr, tmp = sys.argv[1], sys.argv[2]
 
 def start():
-    master, slave = pty.openpty()
-    before = termios.tcgetattr(slave)
-    pid = os.fork()
-    if pid == 0:
-        os.setsid()
-        os.close(master)
-        for fd in (0, 1, 2):
-            os.dup2(slave, fd)
-        fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # its controlling terminal: keys raise signals
-        os.execv(ktstr, [ktstr, "shell"])
-    return master, slave, before, pid
+    return start_on_pty(ktstr, controlling=True)  # keys raise signals
 
 def read_until(master, text, limit=240):
     seen, end = b"", time.time() + limit
