@@ -47,6 +47,10 @@ pair() {  # pair NAME BARE_CPIO KTSTR_ARGS...
   echo "  ktstr's last run, $(tail -n1 "$work/phases")"
   printf '  median bare %.2f s, ktstr %.2f s: ratio %.3f (the harness'"'"'s own cost; target <= 1.05)\n' \
     "$bare" "$ours" "$(ratio "$ours" "$bare")"
+  # Each ktstr run against the bare run just before it: the machine's speed drifts over
+  # minutes, and a pair shares most of it.
+  printf '  median of the %d paired ratios (ktstr run / bare run before it): %.3f\n' "$runs" \
+    "$(paste "$work/ours.t" "$work/bare.t" | awk '{print $1 / $2}' | median)"
   printf '  median bare bzImage %.2f s, ktstr %.2f s: ratio %.3f (against booting the bzImage by hand; target <= 1.10)\n' \
     "$bz" "$ours" "$(ratio "$ours" "$bz")"
 }
