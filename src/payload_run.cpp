@@ -2,7 +2,6 @@
 // group and join a cgroup before exec, and the static PID 1 must not depend on Boost.
 #include "ktstr/payload_run.hpp"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -13,14 +12,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cctype>
-#include <cstdio>
 #include <cstring>
 #include <string_view>
 
 #include "ktstr/error.hpp"
 #include "ktstr/fd.hpp"
 #include "ktstr/search_path.hpp"
+#include "payload_cgroup.hpp"
 
 extern char** environ;
 
@@ -193,96 +191,6 @@ std::optional<TimePoint> earliest(std::optional<TimePoint> a, std::optional<Time
     if (!b) return a;
     return std::min(*a, *b);
 }
-
-}  // namespace
-
-std::optional<ProcessEntry> process_entry(pid_t pid) {
-    Fd stat(::open(("/proc/" + std::to_string(pid) + "/stat").c_str(), O_RDONLY | O_CLOEXEC));
-    if (!stat) return std::nullopt;
-    char line[1024];
-    ssize_t n = ::read(stat.get(), line, sizeof line - 1);
-    if (n <= 0) return std::nullopt;
-    line[n] = '\0';
-
-    // The command name may hold spaces and parentheses; the fields follow its last ')'.
-    const char* name = std::strchr(line, '(');
-    const char* after_name = std::strrchr(line, ')');
-    ProcessEntry entry;
-    entry.pid = pid;
-    unsigned flags = 0;
-    if (!name || !after_name || after_name < name ||
-        std::sscanf(after_name + 1,
-                    " %c %d %d %*d %*d %*d %u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
-                    &entry.state, &entry.ppid, &entry.pgrp, &flags, &entry.start_time) != 5)
-        return std::nullopt;
-    entry.name.assign(name + 1, after_name);
-    constexpr unsigned kKernelThreadFlag = 0x00200000;  // PF_KTHREAD
-    entry.kernel_thread = (flags & kKernelThreadFlag) != 0;
-    return entry;
-}
-
-namespace {
-
-std::vector<pid_t> read_cgroup_procs(const std::filesystem::path& cgroup) {
-    std::vector<pid_t> pids;
-    const auto file = cgroup / "cgroup.procs";
-    std::FILE* procs = std::fopen(file.c_str(), "re");
-    if (!procs && errno == ENOENT) return pids;  // the cgroup is gone, so are its processes
-    if (!procs) throw_errno("cannot read " + quoted(file.string()));
-    for (int pid; std::fscanf(procs, "%d", &pid) == 1;) pids.push_back(pid);
-    std::fclose(procs);
-    return pids;
-}
-
-// Writes one short value into a cgroup control file; false when the file does not exist.
-bool write_cgroup_file(const std::filesystem::path& cgroup, const char* name, const char* value) {
-    std::string file = (cgroup / name).string();
-    Fd control(::open(file.c_str(), O_WRONLY | O_CLOEXEC));
-    if (!control && errno == ENOENT) return false;
-    if (!control) throw_errno("cannot open " + quoted(file));
-    write_all(control.get(), value, std::strlen(value), quoted(file));
-    return true;
-}
-
-// cgroup.events, which the kernel marks for poll (POLLPRI) whenever a value in it changes.
-class CgroupEvents {
-  public:
-    explicit CgroupEvents(const std::filesystem::path& cgroup)
-        : file_((cgroup / "cgroup.events").string()),
-          fd_(::open(file_.c_str(), O_RDONLY | O_CLOEXEC)) {
-        if (!fd_ && errno != ENOENT) throw_errno("cannot open " + quoted(file_));
-    }
-
-    // Waits until `key` reads `value` or `until` passes; says whether it did. A cgroup that
-    // is gone counts as empty and not frozen.
-    bool await(std::string_view key, char value, TimePoint until) {
-        for (;;) {
-            if (read(key) == value) return true;
-            if (Clock::now() >= until) return false;
-            pollfd event{fd_.get(), POLLPRI, 0};
-            if (::poll(&event, 1, ms_until(until)) < 0 && errno != EINTR)
-                throw_errno("cannot wait on " + quoted(file_));
-        }
-    }
-
-  private:
-    char read(std::string_view key) {
-        if (!fd_) return '0';
-        char text[256];
-        ssize_t n = ::pread(fd_.get(), text, sizeof text - 1, 0);
-        if (n < 0 && errno == ENODEV) return '0';  // removed while open
-        if (n < 0) throw_errno("cannot read " + quoted(file_));
-        std::string_view events(text, static_cast<std::size_t>(n));
-        for (auto at = events.find(key); at != std::string_view::npos;
-             at = events.find(key, at + 1))
-            if ((at == 0 || events[at - 1] == '\n') && at + key.size() + 1 < events.size())
-                return events[at + key.size() + 1];
-        return '0';
-    }
-
-    std::string file_;
-    Fd fd_;
-};
 
 PayloadExit decode_status(int status, bool timed_out) {
     PayloadExit exit;
@@ -794,19 +702,6 @@ PayloadReport PayloadHandle::wait_and_capture() {
     report.descendants_may_remain = !s_->own_group && !s_->cgroup;
     report.output_held_open = s_->output_held_open;
     return report;
-}
-
-// --- The process table ---------------------------------------------------------------------
-
-std::vector<ProcessEntry> process_table() {
-    std::unique_ptr<DIR, int (*)(DIR*)> proc(::opendir("/proc"), ::closedir);
-    if (!proc) throw_errno("cannot open '/proc'");
-    std::vector<ProcessEntry> table;
-    while (const dirent* entry = ::readdir(proc.get())) {
-        if (!std::isdigit(static_cast<unsigned char>(entry->d_name[0]))) continue;
-        if (auto p = process_entry(std::atoi(entry->d_name))) table.push_back(*p);
-    }
-    return table;
 }
 
 }  // namespace ktstr
