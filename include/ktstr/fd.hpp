@@ -2,6 +2,7 @@
 #pragma once
 
 #include <fcntl.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -56,11 +57,19 @@ struct Pipe {
 };
 
 // Write all of `len` bytes, retrying on EINTR and short writes.
+// Waits for room when `fd` is non-blocking (a caller's stdout may be: the flag belongs to the
+// open file, shared with whoever set it), so every byte goes, as on a blocking fd.
 inline void write_all(int fd, const void* data, size_t len, const std::string& what) {
     auto p = static_cast<const char*>(data);
     while (len > 0) {
         ssize_t n = ::write(fd, p, len);
         if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno == EAGAIN) {
+            pollfd room{fd, POLLOUT, 0};
+            if (::poll(&room, 1, -1) < 0 && errno != EINTR)
+                throw_errno("cannot wait to write " + what);
+            continue;
+        }
         if (n < 0) throw_errno("cannot write " + what);
         p += n;
         len -= static_cast<size_t>(n);

@@ -57,6 +57,44 @@ case $case_name in
     run shell --exec 'yes & sleep 1; echo leader-done'
     expect_rc 0; expect_out 'leader-done'
     [ $(( $(date +%s) - start )) -lt 60 ] || fail "the run took $(( $(date +%s) - start )) s" ;;
+  nonblocking_outputs)
+    # ktstr's stdout and stderr are non-blocking pipes (the flag belongs to the open pipe, so a
+    # caller's event loop may have set it) read only after a wait: every byte still arrives.
+    python3 - "$ktstr" <<'PY' || fail "output lost on non-blocking pipes"
+import fcntl, os, select, subprocess, sys, time
+ktstr = sys.argv[1]
+out_r, out_w = os.pipe()
+err_r, err_w = os.pipe()
+for fd in (out_w, err_w):
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
+p = subprocess.Popen([ktstr, "shell", "--exec", "seq 1 30000; seq 1 20000 >&2"],
+                     stdout=out_w, stderr=err_w)
+os.close(out_w)
+os.close(err_w)
+time.sleep(20)  # the guest fills both pipes meanwhile
+got, open_fds = {out_r: b"", err_r: b""}, [out_r, err_r]
+while open_fds:
+    ready, _, _ = select.select(open_fds, [], [], 120)
+    if not ready:
+        sys.exit("no end of output within 120 s")
+    for fd in ready:
+        chunk = os.read(fd, 65536)
+        if chunk:
+            got[fd] += chunk
+        else:
+            open_fds.remove(fd)
+rc = p.wait(timeout=60)
+want_out = "".join(f"{i}\n" for i in range(1, 30001)).encode()
+want_err = "".join(f"{i}\n" for i in range(1, 20001)).encode()
+if rc != 0:
+    sys.exit(f"exit code {rc}; stderr ends {got[err_r][-300:]!r}")
+if got[out_r] != want_out:
+    sys.exit(f"stdout: {len(got[out_r])} bytes, expected {len(want_out)}")
+if not got[err_r].endswith(want_err):  # after ktstr's own line
+    sys.exit(f"stderr: {len(got[err_r])} bytes, the last {len(want_err)} expected; "
+             f"it ends {got[err_r][-200:]!r}")
+PY
+    ;;
   killed_by_signal)
     run shell --exec 'kill -TERM $$'
     expect_rc 143; expect_err 'killed by signal 15' ;;
