@@ -42,6 +42,7 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using ktstr::Error;
 using ktstr::Fd;
+using ktstr::ms_until;
 using ktstr::Pipe;
 using ktstr::quoted;
 using ktstr::throw_errno;
@@ -154,13 +155,6 @@ void mount_filesystems() {
     }
 }
 
-// Milliseconds left until `when`, for poll(); -1 (no bound) without one.
-int ms_until(std::optional<Clock::time_point> when) {
-    if (!when) return -1;
-    auto left = std::chrono::ceil<std::chrono::milliseconds>(*when - Clock::now()).count();
-    return int(std::clamp<long long>(left, 0, 1 << 30));
-}
-
 // --- Ports to the host -------------------------------------------------------------------
 
 struct Ports {
@@ -168,21 +162,6 @@ struct Ports {
     Fd out;
     Fd err;
 };
-
-// A small file (procfs, the result file) in one go. Not through std::ifstream: its first use
-// sets up the C++ locale machinery, some 50 ms of emulated start-up under TCG.
-std::string read_small_file(const std::string& path) {
-    std::string text;
-    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd) return text;
-    char buf[4096];
-    for (;;) {
-        ssize_t n = ::read(fd.get(), buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return text;
-        text.append(buf, static_cast<size_t>(n));
-    }
-}
 
 // Raw: bytes pass as they are, with no echo, no line editing and no flow control characters;
 // a read returns as soon as one byte has come.
@@ -241,9 +220,7 @@ class Relay {
         : name_(std::string(port_name) + " (the command's " + stream + ")"),
           port_(port),
           pipe_(Pipe::make()) {
-        int flags = ::fcntl(pipe_.read.get(), F_GETFL);
-        if (flags < 0 || ::fcntl(pipe_.read.get(), F_SETFL, flags | O_NONBLOCK) != 0)
-            throw_errno("cannot set up the pipe for " + name_);
+        ktstr::set_nonblocking(pipe_.read, "the pipe for " + name_);
     }
     int write_end() const { return pipe_.write.get(); }
     void close_write_end() { pipe_.write.reset(); }
@@ -324,9 +301,20 @@ protocol::Job read_job(int ctl) {
 
 // --- Prepare -----------------------------------------------------------------------------
 
-// What a test body left for the host (see protocol.hpp); empty when nothing did.
+// What a test body left for the host (see protocol.hpp); empty when nothing did. Read with
+// read(), not std::ifstream: its first use sets up the C++ locale machinery, some 50 ms of
+// emulated start-up under TCG.
 std::string read_result_file() {
-    return read_small_file(protocol::kResultFile);
+    std::string text;
+    Fd fd(::open(protocol::kResultFile, O_RDONLY | O_CLOEXEC));
+    if (!fd) return text;
+    char buf[4096];
+    for (;;) {
+        ssize_t n = ::read(fd.get(), buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return text;
+        text.append(buf, static_cast<size_t>(n));
+    }
 }
 
 void set_env(const std::string& name, const std::string& value) {

@@ -4,7 +4,6 @@
 #include <poll.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cstdio>
 #include <cstring>
 
@@ -43,9 +42,8 @@ bool CgroupEvents::await(std::string_view key, char value,
     for (;;) {
         if (read(key) == value) return true;
         if (Clock::now() >= until) return false;
-        auto left = std::chrono::ceil<std::chrono::milliseconds>(until - Clock::now()).count();
         pollfd event{fd_.get(), POLLPRI, 0};
-        if (::poll(&event, 1, int(std::clamp<long long>(left, 0, 1 << 30))) < 0 && errno != EINTR)
+        if (::poll(&event, 1, ms_until(until)) < 0 && errno != EINTR)
             throw_errno("cannot wait on " + quoted(file_));
     }
 }

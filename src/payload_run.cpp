@@ -174,18 +174,6 @@ Fd open_pidfd(pid_t pid) {
     return Fd(fd);
 }
 
-void set_nonblocking(const Fd& fd) {
-    int flags = ::fcntl(fd.get(), F_GETFL);
-    if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK) < 0)
-        throw_errno("cannot make payload output pipe non-blocking");
-}
-
-int ms_until(std::optional<TimePoint> when) {
-    if (!when) return -1;
-    auto left = std::chrono::ceil<std::chrono::milliseconds>(*when - Clock::now()).count();
-    return left < 0 ? 0 : static_cast<int>(std::min<long long>(left, 1 << 30));
-}
-
 std::optional<TimePoint> earliest(std::optional<TimePoint> a, std::optional<TimePoint> b) {
     if (!a) return b;
     if (!b) return a;
@@ -621,8 +609,8 @@ PayloadHandle PayloadRun::spawn() const {
     s.pidfd = open_pidfd(pid);
     s.out = std::move(io.out.read);
     s.err = std::move(io.err.read);
-    if (s.out) set_nonblocking(s.out);
-    if (s.err) set_nonblocking(s.err);
+    if (s.out) set_nonblocking(s.out, "payload output pipe");
+    if (s.err) set_nonblocking(s.err, "payload output pipe");
     s.capture_limit = capture_limit_;
     s.drain_bound = drain_bound_;
     s.cgroup = cgroup_;

@@ -5,7 +5,10 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -55,6 +58,20 @@ struct Pipe {
         return Pipe{Fd(fds[0]), Fd(fds[1])};
     }
 };
+
+inline void set_nonblocking(const Fd& fd, const std::string& what) {
+    int flags = ::fcntl(fd.get(), F_GETFL);
+    if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK) < 0)
+        throw_errno("cannot make " + what + " non-blocking");
+}
+
+// Milliseconds left until `when`, as poll() takes them: 0 once past, -1 (no bound) without one.
+inline int ms_until(std::optional<std::chrono::steady_clock::time_point> when) {
+    if (!when) return -1;
+    auto left = (*when - std::chrono::steady_clock::now());
+    auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
+    return static_cast<int>(std::clamp<long long>(ms, 0, 1 << 30));
+}
 
 // Write all of `len` bytes, retrying on EINTR and short writes.
 // Waits for room when `fd` is non-blocking (a caller's stdout may be: the flag belongs to the
