@@ -1,14 +1,38 @@
 #include "ktstr/guest_image.hpp"
 
 #include <cstdlib>
+#include <set>
+#include <sstream>
 
 #include "ktstr/error.hpp"
 #include "ktstr/initramfs.hpp"
+#include "ktstr/log.hpp"
 
 namespace fs = std::filesystem;
 
 namespace ktstr {
 namespace {
+
+// busybox's shell runs its own applet for a name it knows, before it looks at PATH: an
+// include file of that name is reached by its path only. Says so once per such file.
+void warn_of_shadowed_files(const ArchiveEntries& entries) {
+    std::set<std::string> applets;
+    for (const auto& e : entries) {
+        if (e.archive_path != kBusyboxAppletList) continue;
+        std::istringstream list(e.data);
+        for (std::string name; std::getline(list, name);) applets.insert(name);
+    }
+    const std::string root = "/include-files/";
+    for (const auto& e : entries) {
+        if (e.kind != EntryKind::File || e.archive_path.rfind(root, 0) != 0) continue;
+        auto name = fs::path(e.archive_path).filename().string();
+        if (!applets.count(name) || (permission_bits(e) & 0111) == 0) continue;
+        log(LogLevel::Warn,
+            "{} has the name of a busybox applet: in the guest's shell, `{}` runs busybox's; "
+            "name the file by its path ({}) there (PayloadRun finds the file on PATH)",
+            e.archive_path, name, e.archive_path);
+    }
+}
 
 fs::path running_executable_dir() {
     std::error_code ec;
@@ -56,6 +80,7 @@ ArchiveEntries guest_layout(const std::vector<IncludeSpec>& specs, const KernelI
     }
     merge_entries(entries, resolve_include_files(specs));
     add_elf_closure(entries, closure);
+    warn_of_shadowed_files(entries);
     return entries;
 }
 

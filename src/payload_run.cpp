@@ -13,10 +13,12 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <fstream>
 #include <string_view>
 
 #include "ktstr/error.hpp"
 #include "ktstr/fd.hpp"
+#include "ktstr/initramfs.hpp"
 #include "ktstr/search_path.hpp"
 #include "payload_cgroup.hpp"
 
@@ -41,12 +43,21 @@ bool is_executable_file(const std::string& path) {
            ::access(path.c_str(), X_OK) == 0;
 }
 
-std::string find_on_path(const std::string& name, std::string_view path) {
+std::optional<std::string> find_on_path(const std::string& name, std::string_view path) {
     for (const auto& dir : split_search_path(path)) {
         std::string candidate = dir + "/" + name;
         if (is_executable_file(candidate)) return candidate;
     }
-    throw Error("cannot find payload binary " + quoted(name) + " on PATH " + quoted(path));
+    return std::nullopt;
+}
+
+// The guest has busybox's applets without their links (see base_layer): there, a name that
+// busybox lists runs /bin/busybox under that name, as a link on PATH would have.
+bool is_busybox_applet(const std::string& name) {
+    std::ifstream list(kBusyboxAppletList);
+    for (std::string line; std::getline(list, line);)
+        if (line == name) return true;
+    return false;
 }
 
 using Environment = std::map<std::string, std::string>;
@@ -70,9 +81,12 @@ Environment payload_environment(bool inherit,
 
 std::string resolve_binary(const std::string& binary, const Environment& env) {
     if (binary.find('/') != std::string::npos) return std::filesystem::absolute(binary).string();
-    if (auto it = env.find("PATH"); it != env.end()) return find_on_path(binary, it->second);
     const char* ours = ::getenv("PATH");
-    return find_on_path(binary, ours ? ours : "/bin:/usr/bin");
+    auto it = env.find("PATH");
+    std::string path = it != env.end() ? it->second : ours ? ours : "/bin:/usr/bin";
+    if (auto found = find_on_path(binary, path)) return *found;
+    if (is_busybox_applet(binary)) return "/bin/busybox";
+    throw Error("cannot find payload binary " + quoted(binary) + " on PATH " + quoted(path));
 }
 
 // --- The child, between fork and exec ------------------------------------------------------

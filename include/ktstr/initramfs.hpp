@@ -36,10 +36,14 @@ void compress_initramfs(const std::filesystem::path& archive, const std::filesys
 // kernel expects of concatenated archives).
 void write_cpio(const ArchiveEntries& entries, int fd);
 
-// The base layer: /init (the guest init binary) and busybox with its applet links
-// (from one run of `busybox --list-full` on the host, all pointing at /bin/busybox;
-// busybox's own init and linuxrc are left out: PID 1 is /init), plus the empty
-// mount points /proc /sys /dev /tmp /run and /include-files, /ktstr.
+// Where the base layer lists busybox's applets, one name a line.
+inline constexpr const char* kBusyboxAppletList = "/ktstr/busybox-applets";
+
+// The base layer: /init (the guest init binary), /bin/busybox with links from /bin/sh and
+// /usr/bin/env only, the list of its applets (from one run of `busybox --list-full` on the
+// host; busybox's own init and linuxrc are left out: PID 1 is /init) at
+// kBusyboxAppletList, and the empty mount points /proc /sys /dev /tmp /run and
+// /include-files, /ktstr.
 ArchiveEntries base_layer(const std::filesystem::path& init_binary,
                           const std::filesystem::path& busybox);
 

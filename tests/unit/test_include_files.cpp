@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "command_output.hpp"
 #include "ktstr/error.hpp"
 #include "ktstr/fd.hpp"
 #include "ktstr/include_files.hpp"
@@ -270,23 +271,6 @@ TEST_CASE("symlinks inside a directory stay links, loops end, dangling links sta
     check_link("/include-files/links/sub/up", "..");
     check_link("/include-files/links/self", ".");
     check_link("/include-files/links/gone", "/nowhere/at all");
-}
-
-// What `fn` writes to stderr (fd 2), through a temp file.
-template <typename Fn>
-std::string stderr_of(Fn fn) {
-    ktstr::TempDir tmp;
-    auto file = tmp.path() / "stderr";
-    ktstr::Fd out(::open(file.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
-    REQUIRE(out);
-    std::fflush(stderr);
-    ktstr::Fd saved(::fcntl(2, F_DUPFD_CLOEXEC, 3));
-    REQUIRE(::dup2(out.get(), 2) == 2);
-    fn();
-    std::fflush(stderr);
-    ::dup2(saved.get(), 2);
-    std::ifstream in(file);
-    return {std::istreambuf_iterator<char>(in), {}};
 }
 
 TEST_CASE("fifos and sockets inside a directory are left out, each named; as a spec refused",

@@ -536,3 +536,22 @@ KTSTR_TEST(unpacked_binary_is_named_with_the_path_searched, .timeout_s = 60) {
         .expect(!path.empty(), "the guest has no PATH")
         .expect(message == expected, "the spawn threw " + message + "\nexpected " + expected);
 }
+
+// The guest has busybox's applets without their links: PayloadRun runs one by its bare name,
+// but never busybox's init, which must not stand in for PID 1.
+KTSTR_TEST(busybox_applet_runs_by_name_without_a_link, .timeout_s = 60) {
+    auto report = PayloadRun("basename").args({"/a/b/leaf"}).run();
+    std::string init_message = "nothing: the spawn succeeded";
+    try {
+        PayloadRun("init").spawn();
+    } catch (const ktstr::Error& e) {
+        init_message = e.what();
+    }
+    std::error_code ec;
+    return AssertResult::pass()
+        .expect(!fs::exists(fs::symlink_status("/bin/basename", ec)), "/bin/basename exists")
+        .expect(report.exit_code == 0, "basename " + report.describe())
+        .expect(report.out.bytes == "leaf\n", "basename printed '" + report.out.bytes + "'")
+        .expect(init_message.find("cannot find payload binary 'init'") != std::string::npos,
+                "PayloadRun(\"init\") gave: " + init_message);
+}
