@@ -96,13 +96,11 @@ bool remove_if_abandoned(int tmp, int dir, const std::string& name, const fs::pa
 }
 
 // True when the directory `name` in `tmp` was a TempDir whose owner is gone, and is removed now.
+// O_NOFOLLOW and O_DIRECTORY refuse a link or a file; the owner is checked on what was opened.
 bool remove_if_stale(int tmp, const std::string& name, const fs::path& path) {
-    struct stat st {};
-    if (::fstatat(tmp, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode) ||
-        st.st_uid != ::geteuid())
-        return false;
     Fd dir = open_dir_at(tmp, name.c_str());
-    if (!dir) return false;
+    struct stat st {};
+    if (!dir || ::fstat(dir.get(), &st) != 0 || st.st_uid != ::geteuid()) return false;
 
     Fd lock(::openat(dir.get(), kTempDirLock, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
     if (!lock) return errno == ENOENT && remove_if_abandoned(tmp, dir.get(), name, path, st);
@@ -141,10 +139,8 @@ TempDirSweep sweep_stale_temp_dirs(const fs::path& tmp) {
             sweep.removed.push_back(path);
             log(LogLevel::Debug, "removed {}, left by a ktstr run that has ended", path.string());
         } catch (const std::exception& e) {
-            sweep.failed.push_back(
-                fmt::format("cannot remove {}, left by a ktstr run that has "
-                            "ended: {}",
-                            quoted(path.string()), e.what()));
+            auto what = "cannot remove " + quoted(path.string());
+            sweep.failed.push_back(what + ", left by a ktstr run that has ended: " + e.what());
             log(LogLevel::Warn, "{}; remove it by hand", sweep.failed.back());
         }
     }
