@@ -93,18 +93,18 @@ inline void write_all(int fd, const void* data, size_t len, const std::string& w
     }
 }
 
-// A directory removed with everything in it when the owner goes away.
+// A directory removed with everything in it when the owner goes away. It holds the lock on its
+// lock file for its whole life, so that a later run can remove it if this one is killed
+// (temp_dir.hpp). Its prefix starts with "ktstr" for that sweep to find it.
 class TempDir {
   public:
-    explicit TempDir(const std::string& prefix = "ktstr") {
-        auto base = std::filesystem::temp_directory_path() / (prefix + ".XXXXXX");
-        std::string tmpl = base.string();
-        if (!::mkdtemp(tmpl.data())) throw_errno("cannot create temp dir " + quoted(tmpl));
-        path_ = tmpl;
+    explicit TempDir(const std::string& prefix = "ktstr");  // in src/temp_dir.cpp
+    TempDir(TempDir&& o) noexcept : path_(std::move(o.path_)), lock_(std::move(o.lock_)) {
+        o.path_.clear();
     }
-    TempDir(TempDir&& o) noexcept : path_(std::move(o.path_)) { o.path_.clear(); }
     TempDir(const TempDir&) = delete;
     TempDir& operator=(const TempDir&) = delete;
+    // The lock is released after the removal (members outlive the body), never before.
     ~TempDir() {
         std::error_code ec;
         if (!path_.empty()) std::filesystem::remove_all(path_, ec);
@@ -113,6 +113,7 @@ class TempDir {
 
   private:
     std::filesystem::path path_;
+    Fd lock_;
 };
 
 }  // namespace ktstr

@@ -29,6 +29,7 @@
 #include "ktstr/log.hpp"
 #include "ktstr/pvh_image.hpp"
 #include "ktstr/run_phases.hpp"
+#include "ktstr/temp_dir.hpp"
 #include "ktstr/vm_run.hpp"
 
 namespace fs = std::filesystem;
@@ -45,7 +46,8 @@ commands:
   shell        boot a VM and run --exec CMD in it, or an interactive shell
   initramfs    write the initramfs that `shell` would boot, or --list it
   kernel list  show the kernels ktstr can find
-  cache clean  empty the initramfs cache and the unpacked kernels
+  cache clean  empty the initramfs cache and the unpacked kernels, and remove
+               the temp dirs of ktstr runs that were killed
 
 Run `ktstr <command> --help` for a command's options.
 )";
@@ -108,6 +110,17 @@ as in --timeout=5):
   -v, --verbose             say what happens, and stream the kernel log to
                             stderr as the guest prints it
   -h, --help                this text
+)";
+
+constexpr const char* kCacheHelp = R"(usage: ktstr cache clean
+
+Empties the initramfs cache and the kernels unpacked for the PVH entry (both
+under $KTSTR_CACHE_DIR, else ~/.cache/ktstr), and removes from $TMPDIR (else
+/tmp) the temp dirs that ktstr runs left when they could not clean up (killed
+with SIGKILL, crashed, or the machine lost power): sockets, the QEMU log, and
+with --no-cache an initramfs. Only this user's directories that ktstr made and
+whose run has ended go; a run still alive keeps its own. Each `ktstr shell`,
+`ktstr initramfs` and test suite run removes them too, when it starts.
 )";
 
 constexpr const char* kInitramfsHelp = R"(usage: ktstr initramfs [-i SPEC]... (-o FILE | --list)
@@ -204,6 +217,7 @@ int cmd_initramfs(Args& args) {
             throw Error("unknown option " + quoted(a) + " for `ktstr initramfs` (see --help)");
     }
     if (out.empty() && !list) throw Error("`ktstr initramfs` needs -o FILE or --list");
+    sweep_stale_temp_dirs_once();
     auto entries = guest_layout(specs, choose_kernel(kernel));
     if (list) fmt::print("{}", format_layout(entries));
     if (!out.empty()) {
@@ -217,12 +231,22 @@ int cmd_initramfs(Args& args) {
 }
 
 int cmd_cache(Args& args) {
+    auto help = [&] { return !args.done() && (args.peek() == "-h" || args.peek() == "--help"); };
+    if (help()) return fmt::print("{}", kCacheHelp), 0;
     if (args.done() || args.peek() != "clean") throw Error("usage: ktstr cache clean");
+    ++args.pos;
+    if (help()) return fmt::print("{}", kCacheHelp), 0;
     auto freed = clean_initramfs_cache();
     fmt::print("removed {} MB from {}\n", freed >> 20, initramfs_cache_dir().string());
     freed = clean_pvh_cache(pvh_cache_dir());
     fmt::print("removed {} MB from {}\n", freed >> 20, pvh_cache_dir().string());
-    return 0;
+    std::error_code no_tmp;
+    auto tmp = fs::temp_directory_path(no_tmp);
+    if (no_tmp) return 0;  // no $TMPDIR, so nothing left in it
+    auto n = sweep_stale_temp_dirs(tmp).removed.size();
+    fmt::print("removed {} temp dir{} left by ended runs from {}\n", n, n == 1 ? "" : "s",
+               tmp.string());
+    return 0;  // a directory that stays is a warning, named above
 }
 
 void print_kernel(const KernelInfo& k, bool chosen) {
@@ -362,6 +386,7 @@ int cmd_shell(Args& args) {
     auto o = parse_shell(args);
     if (o.verbose) log_threshold() = LogLevel::Debug;
     require_outputs();
+    sweep_stale_temp_dirs_once();
     // Quiet from here: what the user types while ktstr packs and the guest boots is echoed
     // once, by the guest's shell.
     std::optional<GuestTerminal> terminal_settings;

@@ -20,6 +20,7 @@
 #include "ktstr/guest_image.hpp"
 #include "ktstr/include_files.hpp"
 #include "ktstr/initramfs.hpp"
+#include "ktstr/temp_dir.hpp"
 #include "scoped_env.hpp"
 
 namespace fs = std::filesystem;
@@ -43,9 +44,11 @@ std::string read_file(const fs::path& path) {
     return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
+// What is in `dir` but the lock every TempDir holds.
 std::vector<std::string> dir_listing(const fs::path& dir) {
     std::vector<std::string> names;
-    for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename());
+    for (const auto& e : fs::directory_iterator(dir))
+        if (e.path().filename() != ktstr::kTempDirLock) names.push_back(e.path().filename());
     return names;
 }
 
