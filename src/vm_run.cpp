@@ -98,13 +98,16 @@ void start_qemu(Qemu& q, const std::vector<std::string>& argv, const fs::path& s
     args.push_back(nullptr);
     Fd err = Fd::open(stderr_log.string(), O_WRONLY | O_CREAT | O_TRUNC);
     Fd devnull = Fd::open("/dev/null", O_RDONLY);
+    pid_t parent = ::getpid();
     pid_t pid = ::fork();
     if (pid < 0) throw_errno("cannot fork for qemu");
     if (pid == 0) {
         // Own group, so Ctrl-C on the host terminal reaches us, not QEMU mid-write.
         ::setpgid(0, 0);
-        // QEMU dies with us, even when we are SIGKILLed.
+        // QEMU dies with us, even when we are SIGKILLed; if we died before the prctl took
+        // effect, nobody would send the signal, so the child checks it still has us.
         ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (::getppid() != parent) ::_exit(127);
         sigset_t none;
         sigemptyset(&none);
         ::sigprocmask(SIG_SETMASK, &none, nullptr);
