@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The runner's own peak RSS (VmHWM of the ktstr process, or the suite process, read from
-# /proc while it runs) beside QEMU's, for `ktstr shell -i fio` and a two-VM suite run.
+# /proc while it runs) beside QEMU's, for the first run per kernel (which unpacks its PVH
+# ELF), `ktstr shell -i fio` and a two-VM suite run.
 # Target: the runner under 50 MB. Usage: bench/rss.sh   (SUITE as for bench/parallel.sh)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -24,6 +25,10 @@ peak() {
     "$(echo "$ours / 1024" | bc -l)" "$(echo "$qemu / 1024" | bc -l)"
 }
 
+# The first run per kernel unpacks its PVH ELF into the cache: a private, empty cache dir.
+kernel=$("$ktstr" kernel list | awk '/chosen/ {print $1; exit}')
+peak "ktstr shell --exec true (first run per kernel)" env KTSTR_CACHE_DIR="$work/cold" \
+  "$ktstr" shell --kernel "$kernel" --exec true
 peak "ktstr shell -i fio (first pack, no cache)" "$ktstr" shell --no-cache -i fio --exec 'fio --version'
 peak "ktstr shell -i fio (cached)" "$ktstr" shell -i fio --exec 'fio --version'
 peak "ktstr shell -i fio --compress zstd" "$ktstr" shell --no-cache --compress zstd -i fio --exec 'fio --version'

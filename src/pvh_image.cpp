@@ -4,10 +4,13 @@
 #include <gelf.h>
 #include <lz4.h>
 #include <lzma.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
+#define ZSTD_STATIC_LINKING_ONLY  // the buffer-less API (ZSTD_decompressContinue)
 #include <zstd.h>
+#include <zstd_errors.h>
 
 #include <algorithm>
 #include <cctype>
@@ -15,8 +18,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <memory>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -38,7 +43,7 @@ constexpr unsigned kXenNotePhys32Entry = 18;
 
 using Bytes = std::vector<uint8_t>;
 
-uint32_t le32(const Bytes& b, size_t at) {
+uint32_t le32(std::span<const uint8_t> b, size_t at) {
     return uint32_t(b[at]) | uint32_t(b[at + 1]) << 8 | uint32_t(b[at + 2]) << 16 |
            uint32_t(b[at + 3]) << 24;
 }
@@ -51,13 +56,39 @@ struct Payload {
     size_t size = 0;
 };
 
+// A whole file mapped for reading: the unpacking reads it once and lets go of what it read.
+class MappedFile {
+  public:
+    explicit MappedFile(const fs::path& path) {
+        Fd fd = Fd::open(path.string(), O_RDONLY);
+        struct stat st {};
+        if (::fstat(fd.get(), &st) != 0) throw_errno("cannot stat kernel " + quoted(path.string()));
+        size_ = size_t(st.st_size);
+        if (size_ == 0) return;
+        void* m = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd.get(), 0);
+        if (m == MAP_FAILED) throw_errno("cannot read kernel " + quoted(path.string()));
+        data_ = static_cast<const uint8_t*>(m);
+    }
+    MappedFile(const MappedFile&) = delete;
+    MappedFile& operator=(const MappedFile&) = delete;
+    ~MappedFile() {
+        if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
+    }
+    std::span<const uint8_t> bytes() const { return {data_, data_ ? size_ : 0}; }
+
+  private:
+    const uint8_t* data_ = nullptr;
+    size_t size_ = 0;
+};
+
 // A file no entry can boot: refused before QEMU starts, naming it.
 [[noreturn]] void refuse(const fs::path& kernel, const std::string& what) {
     throw Error("kernel " + quoted(kernel.string()) + " " + what);
 }
 
 // The payload; unset (with `why`) for a bzImage too old to say where it is.
-std::optional<Payload> find_payload(const Bytes& image, const fs::path& kernel, std::string& why) {
+std::optional<Payload> find_payload(std::span<const uint8_t> image, const fs::path& kernel,
+                                    std::string& why) {
     if (image.empty()) refuse(kernel, "is empty");
     if (image.size() < 0x250 || std::string_view((const char*)&image[0x202], 4) != "HdrS")
         refuse(kernel, "is not a bzImage (no HdrS boot header) nor an ELF vmlinux");
@@ -106,7 +137,24 @@ void gunzip(Payload in, int out) {
     }
 }
 
-void unzstd(Payload in, int out) {
+// The size the payload unpacks to, when it says: its frame's content size, or what the
+// kernel's build appends after the frame (a little-endian 32-bit count; a frame written
+// from a pipe has no content size).
+std::optional<size_t> zstd_unpacked_size(Payload in) {
+    constexpr unsigned long long kMost = 1ULL << 32;
+    unsigned long long size = ZSTD_getFrameContentSize(in.data, in.size);
+    if (size == ZSTD_CONTENTSIZE_ERROR) throw Damaged("zstd payload has a damaged frame header");
+    if (size == ZSTD_CONTENTSIZE_UNKNOWN) {
+        size_t frame = ZSTD_findFrameCompressedSize(in.data, in.size);
+        if (ZSTD_isError(frame) || in.size - frame != 4) return std::nullopt;
+        size = le32({in.data, in.size}, frame);
+    }
+    if (size == 0 || size >= kMost) return std::nullopt;
+    return size_t(size);
+}
+
+// A frame of no stated size: unpacked through zstd's own window, in our memory.
+void unzstd_streaming(Payload in, int out) {
     std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> ctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
     if (!ctx) throw Error("cannot start zstd");
     Bytes buf(ZSTD_DStreamOutSize());
@@ -120,6 +168,53 @@ void unzstd(Payload in, int out) {
         if (rc != 0 && src.pos == src.size && dst.pos < dst.size)
             throw Damaged("zstd payload ends early");
     }
+}
+
+// A kernel's zstd window is the whole vmlinux (64 MB and more): held in our memory it would
+// double the runner's peak. So the frame unpacks block by block (zstd's buffer-less API;
+// a block is at most 128 KB unpacked) straight into the output file, mapped shared, which
+// zstd reads back as its window. After each block the pages written so far leave our
+// mapping: they stay in the page cache, and a match reaching back faults its page in again.
+void unzstd(Payload in, int out) {
+    constexpr size_t kRelease = 512 << 10;  // each release costs the refaults that follow it
+    auto stated = zstd_unpacked_size(in);
+    if (!stated) return unzstd_streaming(in, out);
+    size_t size = *stated;
+    if (::ftruncate(out, off_t(size)) != 0) throw_errno("cannot size the unpacked vmlinux");
+    void* map = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, out, 0);
+    if (map == MAP_FAILED) throw_errno("cannot map the unpacked vmlinux");
+    std::unique_ptr<void, std::function<void(void*)>> unmap(map,
+                                                            [size](void* m) { ::munmap(m, size); });
+    std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> ctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
+    if (!ctx || ZSTD_isError(ZSTD_decompressBegin(ctx.get()))) throw Error("cannot start zstd");
+
+    auto* base = static_cast<uint8_t*>(map);
+    const size_t page = size_t(::sysconf(_SC_PAGESIZE));
+    auto page_start = [page](const uint8_t* p) {
+        return reinterpret_cast<uint8_t*>(reinterpret_cast<uintptr_t>(p) / page * page);
+    };
+    size_t at_in = 0, at_out = 0, released = 0;
+    while (size_t need = ZSTD_nextSrcSizeToDecompress(ctx.get())) {
+        if (need > in.size - at_in) throw Damaged("zstd payload ends early");
+        size_t got =
+            ZSTD_decompressContinue(ctx.get(), base + at_out, size - at_out, in.data + at_in, need);
+        if (ZSTD_getErrorCode(got) == ZSTD_error_dstSize_tooSmall)
+            throw Damaged("zstd payload unpacks to more than its recorded " + std::to_string(size) +
+                          " bytes");
+        if (ZSTD_isError(got))
+            throw Damaged(std::string("zstd payload is damaged: ") + ZSTD_getErrorName(got));
+        at_in += need;
+        at_out += got;
+        if (size_t done = at_out / page * page; done >= released + kRelease) {
+            ::madvise(map, done, MADV_DONTNEED);
+            uint8_t* read = page_start(in.data + at_in);  // the input is read once, in order
+            ::madvise(page_start(in.data), size_t(read - page_start(in.data)), MADV_DONTNEED);
+            released = done;
+        }
+    }
+    unmap.reset();
+    if (at_out < size && ::ftruncate(out, off_t(at_out)) != 0)
+        throw_errno("cannot size the unpacked vmlinux");
 }
 
 void unxz(Payload in, int out) {
@@ -270,11 +365,9 @@ PvhImage cache_trouble(const std::string& what) {
 }
 
 PvhImage unpack_into_cache(const fs::path& bzimage, const fs::path& cache, const std::string& key) {
-    std::ifstream in(bzimage, std::ios::binary);
-    Bytes image((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (!in.eof() && in.fail()) throw Error("cannot read kernel " + quoted(bzimage.string()));
+    MappedFile image(bzimage);
     std::string why;
-    auto payload = find_payload(image, bzimage, why);
+    auto payload = find_payload(image.bytes(), bzimage, why);
     if (!payload) return {std::nullopt, 0, why};
 
     std::error_code ec;

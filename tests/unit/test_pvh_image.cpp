@@ -68,7 +68,8 @@ size_t files_in(const fs::path& dir) {
 
 TEST_CASE("a PVH kernel's ELF is unpacked from each payload format the kernel builds", "[pvh]") {
     auto tool =
-        GENERATE(as<std::string>{}, "gzip -9 -n", "xz --check=crc32", "lz4 -l -q", "zstd -19 -q");
+        GENERATE(as<std::string>{}, "gzip -9 -n", "xz --check=crc32", "lz4 -l -q", "zstd -19 -q",
+                 "zstd -19 -q --no-content-size");
     INFO(tool);
     ktstr::TempDir dir;
     auto elf = build_elf(dir.path(), true);
@@ -83,6 +84,23 @@ TEST_CASE("a PVH kernel's ELF is unpacked from each payload format the kernel bu
     CHECK(again.elf == got.elf);
     CHECK_THAT(again.why, ContainsSubstring("cached"));
     CHECK(files_in(cache) == 1);  // no temp file left beside it
+}
+
+// The kernel's build compresses from a pipe (no content size in the frame) and appends the
+// unpacked size; that size lets the frame unpack straight into the mapped output file.
+TEST_CASE("a zstd payload with the kernel's size trailer unpacks whole", "[pvh]") {
+    ktstr::TempDir dir;
+    auto elf = build_elf(dir.path(), true);
+    std::ofstream(elf, std::ios::app) << std::string(3 << 20, '\0') << std::string(5000, 'k');
+    auto zst = compressed("zstd -19 -q --no-content-size", elf);
+    std::string trailer(4, '\0');
+    put32(trailer, 0, uint32_t(fs::file_size(elf)));
+    write_bzimage(dir.path() / "bzImage", zst + trailer);
+
+    auto got = ktstr::pvh_image(dir.path() / "bzImage", dir.path() / "cache");
+    REQUIRE(got.elf);
+    CHECK(fs::file_size(*got.elf) == fs::file_size(elf));
+    CHECK(read_file(*got.elf) == read_file(elf));
 }
 
 TEST_CASE("the real kernel's PVH ELF is the vmlinux the set-up script extracted", "[pvh]") {
@@ -169,6 +187,14 @@ TEST_CASE("a kernel file that cannot boot either way is refused, naming it", "[p
         auto gz = compressed("gzip -n", build_elf(dir.path(), true));
         write_bzimage(image, gz.substr(0, gz.size() / 2));
         refused("is damaged: gzip payload");
+    }
+    SECTION("a zstd payload whose size trailer is short of what it unpacks to") {
+        auto elf = build_elf(dir.path(), true);
+        auto zst = compressed("zstd -q --no-content-size", elf);
+        std::string trailer(4, '\0');
+        put32(trailer, 0, uint32_t(fs::file_size(elf) - 1));
+        write_bzimage(image, zst + trailer);
+        refused("is damaged: zstd payload unpacks to more than its recorded");
     }
     SECTION("an ELF without the PVH entry") {
         fs::copy_file(build_elf(dir.path(), false), image);
