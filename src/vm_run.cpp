@@ -177,12 +177,13 @@ void forward(int& fd, const char* data, size_t n, const char* what) {
 // Streams that reach one destination (the console and the command's stderr under -v): each
 // comes in pieces, so a line of one could be cut by a line of another. A stream's complete
 // lines go out at once; its unfinished line is held until its newline, until it has been
-// idle kLineIdleMs (a prompt, a progress line), or the end. While one stream's unfinished
-// line is out, the others wait for its newline, at most kLineWaitMs.
+// idle kLineIdleMs (a prompt, a progress line), has kLineHeldMax bytes, or the end. While one
+// stream's unfinished line is out, the others wait for its newline, at most kLineWaitMs.
 class SharedLines {
   public:
     static constexpr double kLineIdleMs = 500;
     static constexpr double kLineWaitMs = 5000;
+    static constexpr size_t kLineHeldMax = 65536;
 
     void add_stream(int index, int* fd) { streams_.push_back({index, fd, {}, 0}); }
     bool has(int index) const { return find(index) != nullptr; }
@@ -246,9 +247,8 @@ class SharedLines {
     bool write_ready(Stream& s, double now_ms) {
         if (s.held.empty() || (blocked(s) && now_ms < mid_since_ms_ + kLineWaitMs)) return false;
         auto nl = s.held.rfind('\n');
-        size_t n = now_ms >= s.last_ms + kLineIdleMs ? s.held.size()
-                   : nl == std::string::npos         ? 0
-                                                     : nl + 1;
+        bool all = now_ms >= s.last_ms + kLineIdleMs || s.held.size() >= kLineHeldMax;
+        size_t n = all ? s.held.size() : nl == std::string::npos ? 0 : nl + 1;
         if (n == 0) return false;
         bool unfinished = s.held[n - 1] != '\n';
         forward(*s.fd, s.held.data(), n, "guest output");
