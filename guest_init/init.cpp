@@ -449,7 +449,8 @@ void make_script_input(int tty) {
 }
 
 ktstr::PayloadRun shell_payload(const protocol::Job& job, const CommandOutput& output, int tty) {
-    if (!job.script_input) return ktstr::PayloadRun("/bin/sh").controlling_terminal(tty);
+    if (!job.script_input)
+        return ktstr::PayloadRun("/bin/sh").controlling_terminal(tty).timeout(timeout_of(job));
     make_script_input(tty);
     protocol::Job script = job;
     script.command = "exec /bin/sh -s </dev/ttyS0";

@@ -5,6 +5,7 @@
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -16,6 +17,7 @@
 #include <fstream>
 #include <optional>
 #include <sstream>
+#include <utility>
 
 #include "ktstr/error.hpp"
 #include "ktstr/fd.hpp"
@@ -36,6 +38,11 @@ constexpr double kRunMarginS = 30;      // beyond the guest's own timeout
 // allows twice that. Not measured under KVM (none here): 50 MB/s is a guess on the safe side.
 constexpr double kTcgUnpackMbPerS = 5;
 constexpr double kKvmUnpackMbPerS = 50;
+// The guest's terminal (canonical mode) holds 4095 bytes of a line and its end, and cuts the
+// rest (measured: 4096 and ^D is cut). A ^D within a line hands the reader what came so far
+// without ending the input, so a script's longer line goes in pieces the shell joins again.
+constexpr size_t kTerminalLineMax = 4095;
+constexpr double kEndOfInputRepeatMs = 200;  // a script's ^D, again until the verdict
 
 double ms_since(Clock::time_point t0) {
     return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
@@ -170,6 +177,96 @@ void forward(int& fd, const char* data, size_t n, const char* what) {
     }
 }
 
+// Streams that reach one destination (the console and the command's stderr under -v): each
+// comes in pieces, so a line of one could be cut by a line of another. A stream's complete
+// lines go out at once; its unfinished line is held until its newline, until it has been
+// idle kLineIdleMs (a prompt, a progress line), has kLineHeldMax bytes, or the end. While one
+// stream's unfinished line is out, the others wait for its newline, at most kLineWaitMs.
+class SharedLines {
+  public:
+    static constexpr double kLineIdleMs = 500;
+    static constexpr double kLineWaitMs = 5000;
+    static constexpr size_t kLineHeldMax = 65536;
+
+    void add_stream(int index, int* fd) { streams_.push_back({index, fd, {}, 0}); }
+    bool has(int index) const { return find(index) != nullptr; }
+
+    void add(int index, const char* data, size_t n, double now_ms) {
+        Stream* s = find(index);
+        s->held.append(data, n);
+        s->last_ms = now_ms;
+        pump(now_ms);
+    }
+
+    // Writes what may go out now.
+    void pump(double now_ms) {
+        for (bool wrote = true; wrote;) {
+            wrote = false;
+            for (size_t i = 0; i < streams_.size(); ++i)
+                wrote |= write_ready(streams_[(first() + i) % streams_.size()], now_ms);
+        }
+    }
+
+    // When pump() next has something to do (-1: only when more comes).
+    double next_ms() const {
+        double next = -1;
+        auto sooner = [&](double t) { next = next < 0 ? t : std::min(next, t); };
+        for (const auto& s : streams_) {
+            if (s.held.empty()) continue;
+            if (blocked(s)) sooner(mid_since_ms_ + kLineWaitMs);
+            if (s.held.back() != '\n') sooner(s.last_ms + kLineIdleMs);
+        }
+        return next;
+    }
+
+    // The end of the run: everything held, the unfinished line out first.
+    void finish() {
+        for (size_t i = 0; i < streams_.size(); ++i) {
+            auto& s = streams_[(first() + i) % streams_.size()];
+            forward(*s.fd, s.held.data(), s.held.size(), "guest output");
+            s.held.clear();
+        }
+    }
+
+  private:
+    struct Stream {
+        int index;
+        int* fd;
+        std::string held;
+        double last_ms = 0;
+    };
+
+    const Stream* find(int index) const {
+        for (const auto& s : streams_)
+            if (s.index == index) return &s;
+        return nullptr;
+    }
+    Stream* find(int index) { return const_cast<Stream*>(std::as_const(*this).find(index)); }
+    size_t first() const { return mid_line_ < 0 ? 0 : size_t(mid_line_); }
+    bool blocked(const Stream& s) const {
+        return mid_line_ >= 0 && &streams_[size_t(mid_line_)] != &s;
+    }
+
+    bool write_ready(Stream& s, double now_ms) {
+        if (s.held.empty() || (blocked(s) && now_ms < mid_since_ms_ + kLineWaitMs)) return false;
+        auto nl = s.held.rfind('\n');
+        bool all = now_ms >= s.last_ms + kLineIdleMs || s.held.size() >= kLineHeldMax;
+        size_t n = all ? s.held.size() : nl == std::string::npos ? 0 : nl + 1;
+        if (n == 0) return false;
+        bool unfinished = s.held[n - 1] != '\n';
+        forward(*s.fd, s.held.data(), n, "guest output");
+        s.held.erase(0, n);
+        int self = int(&s - streams_.data());
+        if (unfinished && mid_line_ != self) mid_since_ms_ = now_ms;
+        mid_line_ = unfinished ? self : -1;
+        return true;
+    }
+
+    std::vector<Stream> streams_;
+    int mid_line_ = -1;  // the stream whose unfinished line is out, if any
+    double mid_since_ms_ = 0;
+};
+
 class VmSession {
   public:
     VmSession(const VmSpec& spec, const protocol::Job& job)
@@ -185,12 +282,17 @@ class VmSession {
     QemuConfig qemu_config() const;
     void loop();
     void handle_control_line(const std::string& line);
+    void share_lines();
     void on_readable(int index);
     void on_console(const char* data, size_t n);
+    void emit(int index, const char* data, size_t n);
     bool wants_input() const;
     void read_input();
+    void queue_script(const char* data, size_t n);
+    void repeat_end_of_input(double now_ms);
     void write_input();
     double deadline_ms() const;
+    double next_timer_ms() const;
     void finish_outcome();
 
     const VmSpec& spec_;
@@ -202,6 +304,10 @@ class VmSession {
     std::string console_, console_line_;
     std::string to_console_;  // input the console has not taken yet
     char last_input_ = '\n';
+    size_t line_bytes_ = 0;   // of the script's current line, on the guest's terminal
+    double last_eof_ms_ = 0;  // when the script's end (^D) was last queued
+    bool console_closed_ = false;
+    SharedLines shared_;
     std::optional<GuestTerminal> own_terminal_;
     GuestTerminal* terminal_ = nullptr;
     Qemu qemu_;
@@ -234,6 +340,16 @@ QemuConfig VmSession::qemu_config() const {
     return qc;
 }
 
+// The next time something is due that no fd announces (-1: none).
+double VmSession::next_timer_ms() const {
+    double next = shared_.next_ms();
+    if (!terminal_ && input_done_ && !verdict_ && !console_closed_ && !qemu_exited_) {
+        double eof = last_eof_ms_ + kEndOfInputRepeatMs;
+        next = next < 0 ? eof : std::min(next, eof);
+    }
+    return next;
+}
+
 double VmSession::deadline_ms() const {
     if (qemu_exited_) return exit_ms_ + 2000;  // draining what the sockets still hold
     if (panic_ms_) return *panic_ms_ + (panic_done_ ? 100 : kPanicReportMs);
@@ -241,6 +357,28 @@ double VmSession::deadline_ms() const {
     if (!hello_) return spec_.boot_timeout_s * 1000;
     if (job_.timeout_s <= 0) return -1;
     return result_.ms_to_hello + (job_.timeout_s + kRunMarginS) * 1000;
+}
+
+// Streams that end up in one place are written line by line (SharedLines), unless the console
+// is the user's terminal: there the shell's prompt must show at once.
+void VmSession::share_lines() {
+    if (terminal_ || console_fd_ < 0) return;
+    auto same = [](int a, int b) {
+        if (a < 0 || b < 0) return false;
+        if (a == b) return true;
+        struct stat sa = {}, sb = {};
+        return ::fstat(a, &sa) == 0 && ::fstat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+               sa.st_ino == sb.st_ino;
+    };
+    if (same(stdout_fd_, console_fd_)) shared_.add_stream(kOut, &stdout_fd_);
+    if (same(stderr_fd_, console_fd_)) shared_.add_stream(kErr, &stderr_fd_);
+    if (shared_.has(kOut) || shared_.has(kErr)) shared_.add_stream(kConsole, &console_fd_);
+}
+
+void VmSession::emit(int index, const char* data, size_t n) {
+    if (shared_.has(index)) return shared_.add(index, data, n, ms_since(t0_));
+    int& fd = index == kOut ? stdout_fd_ : index == kErr ? stderr_fd_ : console_fd_;
+    forward(fd, data, n, index == kConsole ? "console" : "guest output");
 }
 
 void VmSession::handle_control_line(const std::string& line) {
@@ -272,7 +410,7 @@ void VmSession::handle_control_line(const std::string& line) {
 // Streams the console, keeps its end, and notes a panic the moment its line is printed: with
 // panic=0 on the command line the guest would otherwise sit there until the timeout.
 void VmSession::on_console(const char* data, size_t n) {
-    forward(console_fd_, data, n, "console");
+    emit(kConsole, data, n);
     console_.append(data, n);
     if (console_.size() > kConsoleKeep) console_.erase(0, console_.size() - kConsoleKeep / 2);
 
@@ -311,7 +449,7 @@ void VmSession::on_readable(int index) {
     } else if (index == kConsole) {
         on_console(buf, size);
     } else {
-        forward(index == kOut ? stdout_fd_ : stderr_fd_, buf, size, "guest output");
+        emit(index, buf, size);
     }
 }
 
@@ -328,7 +466,10 @@ void VmSession::read_input() {
     ssize_t n = ::read(spec_.input_fd, buf, sizeof buf);
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
     if (n > 0) {
-        to_console_.append(buf, static_cast<size_t>(n));
+        if (terminal_)
+            to_console_.append(buf, static_cast<size_t>(n));
+        else
+            queue_script(buf, static_cast<size_t>(n));
         last_input_ = buf[n - 1];
         return;
     }
@@ -337,6 +478,30 @@ void VmSession::read_input() {
     if (n < 0) log(LogLevel::Debug, "input ends: {}", strerror(errno));
     to_console_ += last_input_ == '\n' ? "\x04" : "\n\x04";
     input_done_ = true;
+    last_eof_ms_ = ms_since(t0_);
+}
+
+void VmSession::queue_script(const char* data, size_t n) {
+    for (size_t i = 0; i < n; ++i) {
+        if (data[i] == '\n' || data[i] == '\x04') {
+            line_bytes_ = 0;
+        } else if (++line_bytes_ > kTerminalLineMax) {
+            to_console_ += '\x04';
+            line_bytes_ = 1;
+        }
+        to_console_ += data[i];
+    }
+}
+
+// A pipe's end is for good, a terminal's ^D for one read: a command in the script that reads
+// the input to its end (cat) takes the ^D, and the shell would wait for more. So ^D goes
+// again every kEndOfInputRepeatMs until the verdict; every later read of the terminal ends.
+void VmSession::repeat_end_of_input(double now_ms) {
+    if (terminal_ || !input_done_ || verdict_ || console_closed_ || qemu_exited_ ||
+        !to_console_.empty() || now_ms < last_eof_ms_ + kEndOfInputRepeatMs)
+        return;
+    to_console_ = "\x04";
+    last_eof_ms_ = now_ms;
 }
 
 void VmSession::write_input() {
@@ -347,6 +512,7 @@ void VmSession::write_input() {
         log(LogLevel::Debug, "the console takes no more input: {}", strerror(errno));
         to_console_.clear();
         input_done_ = true;
+        console_closed_ = true;
     }
 }
 
@@ -361,10 +527,13 @@ void VmSession::loop() {
     terminal_ = spec_.terminal;
     if (!terminal_ && spec_.input_fd >= 0 && ::isatty(spec_.input_fd))
         terminal_ = &own_terminal_.emplace(spec_.input_fd);
+    share_lines();
     start_qemu(qemu_, argv, dir_.path() / "qemu.stderr");
 
     enum { kListener = 10, kQemu = 20, kStop = 21, kInput = 22 };
     for (;;) {
+        shared_.pump(ms_since(t0_));
+        repeat_end_of_input(ms_since(t0_));
         std::vector<pollfd> fds;
         std::vector<int> who;  // channel index, kListener + index, kQemu, kStop, kInput
         for (int i = 0; i < kChannels; ++i) {
@@ -384,11 +553,13 @@ void VmSession::loop() {
                                    [](const Channel& c) { return !c.conn || c.eof; });
         if (qemu_exited_ && all_eof) return;
 
-        double deadline = deadline_ms();
-        int wait_ms = deadline < 0 ? -1 : std::max(0, int(deadline - ms_since(t0_)) + 1);
+        double deadline = deadline_ms(), timer = next_timer_ms();
+        double wake = deadline < 0 ? timer : timer < 0 ? deadline : std::min(deadline, timer);
+        int wait_ms = wake < 0 ? -1 : std::max(0, int(wake - ms_since(t0_)) + 1);
         int n = ::poll(fds.data(), fds.size(), wait_ms);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) throw_errno("cannot poll the VM's channels");
+        if (n == 0 && (deadline < 0 || ms_since(t0_) < deadline)) continue;  // a timer's turn
         if (n == 0) {
             if (qemu_exited_) return;           // drained long enough
             if (!panic_ms_) timed_out_ = true;  // after a panic: its report is complete
@@ -477,6 +648,7 @@ void VmSession::finish_outcome() {
 VmResult VmSession::run() {
     open_channels();
     loop();
+    shared_.finish();
     if (terminal_) terminal_->make_quiet_if_possible();  // as before the guest's shell ran
     own_terminal_.reset();
     finish_outcome();

@@ -34,11 +34,14 @@ struct VmSpec {
     bool verbose = false;
     int stdout_fd = 1;  // where the guest command's stdout goes
     int stderr_fd = 2;
-    // The serial console streams here as it is printed (-1: kept for the tail only).
+    // The serial console streams here as it is printed (-1: kept for the tail only). Where this
+    // is where the command's stdout or stderr goes too, they are written line by line.
     int console_fd = -1;
     // An interactive shell's input: relayed to the console from the guest's "started" on, so
     // nothing is lost to a console nobody reads yet. At its end the shell gets ^D. A terminal
-    // is put in raw mode (Ctrl-C goes to the guest) and restored on every way out.
+    // is put in raw mode (Ctrl-C goes to the guest) and restored on every way out. Other input
+    // is a script: its ^D is sent again until the verdict (so every later read ends), and a
+    // line longer than the guest's terminal holds goes in pieces.
     int input_fd = -1;
     // The terminal input_fd is, when the caller set it up before the run (so it is quiet
     // while ktstr packs); else run_vm sets one up itself.

@@ -65,7 +65,9 @@ shell and exits with its status:
     shell runs, nothing typed is echoed and Ctrl-C stops ktstr;
   - with input from a pipe or file: the shell reads it as a script (like
     `sh -s`: no prompt, no echo; output on stdout and stderr) and ends at
-    its end. A ^D byte in the input ends it too; lines stop at 4095 bytes.
+    its end, which every later read of the input sees too, as with a
+    pipe. A ^D byte in the input ends it too. --timeout applies as for
+    --exec.
 Input typed or piped before the guest is ready waits until it is.
 stdout and stderr must be open (use >/dev/null to discard output).
 
@@ -95,8 +97,9 @@ as in --timeout=5):
   --cpus N                  vCPUs, 1 to 255 (default 2)
   --memory MB               guest memory, 128 to the host's RAM (default:
                             512 + 3x the initramfs)
-  --timeout S               kill CMD after S seconds, up to 604800 (default
-                            600, 0: none)
+  --timeout S               kill CMD (or the shell) after S seconds, up to
+                            604800 (default 600, 0: none; a shell on a
+                            terminal has none unless --timeout is given)
   --boot-timeout S          fail when the guest has not started in S seconds
                             (default: 120 under TCG, 30 under KVM, plus the
                             time to unpack the initramfs: 1 s per 5 MB
@@ -306,7 +309,8 @@ struct ShellOptions {
     std::optional<std::string> exec;
     std::string kernel, accel;
     int cpus = 2, memory_mb = 0;
-    double timeout_s = 600, boot_timeout_s = 0;
+    std::optional<double> timeout_s;  // unset: 600 s, or none for a shell on a terminal
+    double boot_timeout_s = 0;
     std::vector<std::string> cmdline;
     bool verbose = false;
     bool cache = true;
@@ -455,7 +459,8 @@ int cmd_shell(Args& args) {
                             : o.exec.value_or("");
     job.interactive = !o.exec;
     job.script_input = !o.exec && !terminal;
-    job.timeout_s = o.exec ? o.timeout_s : 0;
+    // A shell on the user's terminal runs as long as the user types, unless told otherwise.
+    job.timeout_s = o.timeout_s.value_or(terminal ? 0 : 600);
     job.verbose = o.verbose;
     auto r = run_vm(spec, job);
 

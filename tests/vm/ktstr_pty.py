@@ -2,13 +2,18 @@
 import fcntl
 import os
 import pty
+import select
+import signal
+import sys
 import termios
+import time
 
 
-def start_on_pty(ktstr, controlling=False):
+def start_on_pty(ktstr, controlling=False, args=()):
     """Starts `ktstr shell` on a new pty; returns (master, slave, its settings before, pid).
 
-    With controlling, the pty is ktstr's controlling terminal, so its keys raise signals.
+    With controlling, the pty is ktstr's controlling terminal, so its keys raise signals;
+    args go after `shell`.
     """
     master, slave = pty.openpty()
     before = termios.tcgetattr(slave)
@@ -20,5 +25,34 @@ def start_on_pty(ktstr, controlling=False):
             os.dup2(slave, fd)
         if controlling:
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-        os.execv(ktstr, [ktstr, "shell"])
+        os.execv(ktstr, [ktstr, "shell", *args])
     return master, slave, before, pid
+
+
+def read_until(master, text, limit=240):
+    """Reads the pty until `text` shows; returns what came. Exits when it does not in time."""
+    seen, end = b"", time.time() + limit
+    while text.encode() not in seen:
+        if not select.select([master], [], [], max(0, end - time.time()))[0]:
+            sys.exit(f"no {text!r} on the terminal; it showed {seen[-400:]!r}")
+        seen += os.read(master, 65536)
+    return seen
+
+
+def wait_exit(pid, master, limit=120):
+    """Waits for ktstr to end, reading the pty meanwhile; returns (wait status, what came).
+
+    Kills it and exits when it runs past `limit` seconds.
+    """
+    seen, end = b"", time.time() + limit
+    while time.time() < end:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status, seen
+        if select.select([master], [], [], 1)[0]:
+            try:
+                seen += os.read(master, 65536)
+            except OSError:
+                pass
+    os.kill(pid, signal.SIGKILL)
+    sys.exit("ktstr did not end")

@@ -147,6 +147,83 @@ PY
     # Closed stdin is empty input.
     "$ktstr" shell <&- >"$work/out" 2>"$work/err"; rc=$?
     expect_rc 0 ;;
+  script_end_is_final)
+    # A command that reads the script's input to its end takes the one ^D; the input's end
+    # stays for every later read (as a pipe's does), so the shell ends promptly with its status.
+    start=$(date +%s)
+    printf 'echo start\ncat >/dev/null\necho never\n' | "$ktstr" shell --timeout 200 >"$work/out" 2>"$work/err"; rc=$?
+    secs=$(( $(date +%s) - start ))
+    expect_rc 0; expect_out '^start$'
+    [ "$secs" -lt 150 ] || fail "the run took $secs s"
+    echo "cat reading the script to its end: the run took $secs s"
+    # Read on one line, so the shell has it before the reads: each of them sees the end.
+    printf 'echo first\ncat; read x || echo read-sees-end; cat; echo cat-again-$?; (exit 6)\n' \
+      | "$ktstr" shell --timeout 200 >"$work/out" 2>"$work/err"; rc=$?
+    expect_rc 6
+    [ "$(cat "$work/out")" = "$(printf 'first\nread-sees-end\ncat-again-0')" ] || fail "stdout: $(cat "$work/out")"
+    # A regular file and /dev/null as the script end the same way.
+    printf 'echo from-file\ncat; (exit 3)\n' >"$work/script.sh"
+    "$ktstr" shell --timeout 200 <"$work/script.sh" >"$work/out" 2>"$work/err"; rc=$?
+    expect_rc 3; expect_out '^from-file$'
+    start=$(date +%s)
+    "$ktstr" shell --timeout 200 </dev/null >"$work/out" 2>"$work/err"; rc=$?
+    expect_rc 0
+    [ $(( $(date +%s) - start )) -lt 150 ] || fail "/dev/null took $(( $(date +%s) - start )) s" ;;
+  script_timeout)
+    # --timeout applies to a script as to --exec: 124 and the same message.
+    start=$(date +%s)
+    printf 'echo started\nsleep 1000\n' | "$ktstr" shell --timeout 5 >"$work/out" 2>"$work/err"; rc=$?
+    expect_rc 124; expect_out '^started$'; expect_err 'command timed out after 5 s and was killed'
+    [ $(( $(date +%s) - start )) -lt 100 ] || fail "the timeout took $(( $(date +%s) - start )) s"
+    # On a terminal only when given: the shell is killed 124 while a command runs, and the
+    # terminal's settings come back.
+    PYTHONPATH=$here python3 - "$ktstr" <<'PY' || fail "terminal --timeout"
+import os, sys, termios
+from ktstr_pty import read_until, start_on_pty, wait_exit
+master, slave, before, pid = start_on_pty(sys.argv[1], args=["--timeout", "20"])
+read_until(master, "# ")
+os.write(master, b"sleep 1000\r")
+status, seen = wait_exit(pid, master)
+rc = os.waitstatus_to_exitcode(status)
+if rc != 124:
+    sys.exit(f"exit code {rc}, expected 124; the terminal showed {seen[-400:]!r}")
+if termios.tcgetattr(slave) != before:
+    sys.exit("terminal settings not restored after the timeout")
+PY
+    ;;
+  script_long_lines)
+    # Lines longer than the guest terminal's 4095 bytes reach the shell whole, at the edges
+    # and far past them, the last without a newline.
+    python3 - "$work" <<'PY'
+import sys
+work = sys.argv[1]
+digits = "0123456789" * 10001
+script, want = "", ""
+for size in (4090, 4094, 4095, 4096, 4097, 8189, 8190, 8191, 100000):
+    text = f"{size}:" + digits[: size - 6 - len(str(size))]
+    script += f"echo {text}\n"  # the line is `size` bytes with its newline
+    want += text + "\n"
+text = "last:" + digits[:9000]
+script += f"echo {text}"
+want += text + "\n"
+open(f"{work}/script", "w").write(script)
+open(f"{work}/want", "w").write(want)
+PY
+    "$ktstr" shell <"$work/script" >"$work/out" 2>"$work/err"; rc=$?
+    expect_rc 0
+    cmp "$work/want" "$work/out" || fail "lines differ: $(cut -c1-40 "$work/out")" ;;
+  verbose_whole_lines)
+    # Under -v the console and the command's stderr share ktstr's stderr: an unfinished stderr
+    # line is not cut by a console line written meanwhile, and a finished one shows at once.
+    "$ktstr" shell -v --exec 'printf abc >&2; sleep 1; echo console-marker >/dev/console; sleep 1; printf "def\n" >&2; echo early-line >&2; sleep 10' \
+      >"$work/out" 2>"$work/err" &
+    pid=$!
+    for _ in $(seq 480); do grep -q '^early-line$' "$work/err" && break; sleep 0.5; done
+    grep -q '^early-line$' "$work/err" || { kill "$pid"; fail "no early-line on stderr"; }
+    kill -0 "$pid" 2>/dev/null || fail "a finished stderr line came only after the run"
+    wait "$pid"; rc=$?; expect_rc 0
+    grep -q '^abcdef$' "$work/err" || { cat "$work/err" >&2; fail "no whole line abcdef on stderr"; }
+    grep -qE '^console-marker'$'\r''?$' "$work/err" || { cat "$work/err" >&2; fail "the console line was cut"; } ;;
   interactive_terminal)
     # On a terminal: a prompt, typed lines, Ctrl-C reaches the guest's command, and the
     # terminal's settings come back after `exit` and after SIGINT to ktstr. The sleeping
@@ -154,7 +231,7 @@ PY
     # before the command exists; every reply after the first prompt has 30 s.
     PYTHONPATH=$here python3 - "$ktstr" <<'PY' || fail "terminal session failed"
 import os, select, signal, sys, termios, time
-from ktstr_pty import start_on_pty
+from ktstr_pty import start_on_pty, wait_exit
 ktstr = sys.argv[1]
 
 def session(steps, interrupt=False, early=None):
@@ -190,19 +267,7 @@ def session(steps, interrupt=False, early=None):
         wait_for(expect, 30)
     if interrupt:
         os.kill(pid, signal.SIGINT)
-    end = time.time() + 120
-    while time.time() < end:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        if select.select([master], [], [], 1)[0]:
-            try:
-                seen += os.read(master, 65536)
-            except OSError:
-                pass
-    else:
-        os.kill(pid, signal.SIGKILL)
-        sys.exit("ktstr did not end")
+    status, _ = wait_exit(pid, master)
     after = termios.tcgetattr(slave)
     if before != after:
         sys.exit(f"terminal settings not restored: {before} -> {after}")
@@ -367,18 +432,11 @@ PY
     mkdir "$work/tmp"
     TMPDIR="$work/tmp" PYTHONPATH=$here python3 - "$ktstr" "$work/tmp" <<'PY' || fail "terminal faults"
 import os, select, signal, subprocess, sys, termios, time
-from ktstr_pty import start_on_pty
+from ktstr_pty import read_until, start_on_pty
 ktstr, tmp = sys.argv[1], sys.argv[2]
 
 def start():
     return start_on_pty(ktstr, controlling=True)  # keys raise signals
-
-def read_until(master, text, limit=240):
-    seen, end = b"", time.time() + limit
-    while text.encode() not in seen:
-        if not select.select([master], [], [], max(0, end - time.time()))[0]:
-            sys.exit(f"no {text!r}; saw {seen[-400:]!r}")
-        seen += os.read(master, 65536)
 
 def finish(pid, name, limit=60):
     end = time.time() + limit
