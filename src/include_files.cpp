@@ -85,8 +85,15 @@ fs::path find_on_path(const IncludeSpec& spec, const ResolveOptions& options) {
     }
 
     std::string searched = dirs.empty() ? "PATH is empty" : "searched " + join(dirs, ", ");
+    std::error_code ec;
+    std::string here =
+        fs::exists(fs::symlink_status(spec.spec, ec))
+            ? "; to pack the " +
+                  std::string(fs::is_directory(spec.spec, ec) ? "directory" : "file") +
+                  " of that name here, write ./" + spec.spec
+            : "";
     throw Error("cannot find include file " + describe(spec) +
-                ": no executable file of that name on PATH (" + searched + ")");
+                ": no executable file of that name on PATH (" + searched + ")" + here);
 }
 
 struct stat stat_spec(const fs::path& host, const IncludeSpec& spec) {

@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "ktstr/error.hpp"
 #include "ktstr/fd.hpp"
 #include "ktstr/include_files.hpp"
@@ -458,20 +460,39 @@ std::string host_file_size(const fs::path& path) {
     return std::to_string(st.st_size);
 }
 
+// A name with a newline or another control byte would break the listing's lines and
+// columns: such bytes show as \n, \t or \xHH (and a backslash as \\).
+std::string listable(const std::string& name) {
+    std::string out;
+    for (unsigned char c : name) {
+        if (c == '\\')
+            out += "\\\\";
+        else if (c == '\n')
+            out += "\\n";
+        else if (c == '\t')
+            out += "\\t";
+        else if (c < 0x20 || c == 0x7f)
+            out += fmt::format("\\x{:02x}", c);
+        else
+            out += char(c);
+    }
+    return out;
+}
+
 LayoutRow layout_row(const ArchiveEntry& e) {
-    LayoutRow row{e.archive_path, "(generated)", "-", e.reason};
+    LayoutRow row{listable(e.archive_path), "(generated)", "-", e.reason};
     switch (e.kind) {
         case EntryKind::Directory:
-            if (!e.host_path.empty()) row.source = e.host_path.native();
+            if (!e.host_path.empty()) row.source = listable(e.host_path.native());
             break;
         case EntryKind::Symlink:
-            row.source = "-> " + e.link_target;
+            row.source = "-> " + listable(e.link_target);
             break;
         case EntryKind::File:
             if (e.host_path.empty()) {
                 row.size = std::to_string(e.data.size());
             } else {
-                row.source = e.host_path.native();
+                row.source = listable(e.host_path.native());
                 row.size = host_file_size(e.host_path);
             }
             break;

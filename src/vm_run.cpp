@@ -607,7 +607,8 @@ void VmSession::finish_outcome() {
     result_.ms_qemu_exit = exit_ms_;
     if (interrupted_) {
         result_.outcome = Outcome::Interrupted;
-        result_.reason = "interrupted on the host";
+        result_.reason = fmt::format("ktstr got signal {} ({})", result_.stop_signal,
+                                     strsignal(result_.stop_signal));
     } else if (verdict_) {
         result_.outcome = Outcome::Verdict;
         if (timed_out_) log(LogLevel::Warn, "guest did not power off after its verdict");
@@ -624,7 +625,7 @@ void VmSession::finish_outcome() {
     } else if (timed_out_ && !hello_) {
         result_.outcome = Outcome::BootTimeout;
         result_.reason = fmt::format(
-            "no hello from the guest within {:.0f} s (boot hang, wrong kernel, or an "
+            "no hello from the guest within {:g} s (boot hang, wrong kernel, or an "
             "accelerator that cannot run it; accel: {}; --boot-timeout sets the limit)",
             spec_.boot_timeout_s, spec_.accel.accel == Accel::Kvm ? "kvm" : "tcg");
     } else if (timed_out_) {

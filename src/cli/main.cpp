@@ -35,6 +35,8 @@
 namespace fs = std::filesystem;
 using namespace ktstr;
 
+int interrupted_exit_code();
+
 namespace {
 
 constexpr const char* kMainHelp = R"(usage: ktstr <command> [options]
@@ -101,9 +103,9 @@ as in --timeout=5):
                             604800 (default 600, 0: none; a shell on a
                             terminal has none unless --timeout is given)
   --boot-timeout S          fail when the guest has not started in S seconds
-                            (default: 120 under TCG, 30 under KVM, plus the
-                            time to unpack the initramfs: 1 s per 5 MB
-                            under TCG, per 50 MB under KVM)
+                            (default, and 0: 120 under TCG, 30 under KVM,
+                            plus the time to unpack the initramfs: 1 s per
+                            5 MB under TCG, per 50 MB under KVM)
   --cmdline WORD            append WORD to the kernel command line (repeatable)
   --compress none|gzip|lz4|zstd
                             compress the initramfs (default: none; under TCG
@@ -160,6 +162,12 @@ struct Args {
         if (done()) throw Error("option " + flag + " needs a value");
         return words[pos++];
     }
+    // A path: an empty word (an unset variable, `--kernel "$K"`) is an error, never "not given".
+    std::string path_value(const std::string& flag) {
+        auto v = value(flag);
+        if (v.empty()) throw Error("option " + flag + " needs a path, not an empty word");
+        return v;
+    }
     // For an option that takes none: `--list=yes` is an error, not silently --list.
     bool set(const std::string& flag) const {
         if (inline_value) throw Error("option " + flag + " takes no value");
@@ -211,11 +219,11 @@ int cmd_initramfs(Args& args) {
         if (a == "-i" || a == "--include-files")
             specs.push_back({args.value(a), "-i"});
         else if (a == "-o" || a == "--output")
-            out = args.value(a);
+            out = args.path_value(a);
         else if (a == "--list")
             list = args.set(a);
         else if (a == "--kernel")
-            kernel = args.value(a);
+            kernel = args.path_value(a);
         else
             throw Error("unknown option " + quoted(a) + " for `ktstr initramfs` (see --help)");
     }
@@ -239,6 +247,9 @@ int cmd_cache(Args& args) {
     if (args.done() || args.peek() != "clean") throw Error("usage: ktstr cache clean");
     ++args.pos;
     if (help()) return fmt::print("{}", kCacheHelp), 0;
+    if (!args.done())  // a typo or a guessed --dry-run must not empty the cache
+        throw Error("unknown option " + quoted(args.peek()) +
+                    " for `ktstr cache clean` (it takes none; see --help)");
     auto freed = clean_initramfs_cache();
     fmt::print("removed {} MB from {}\n", freed >> 20, initramfs_cache_dir().string());
     freed = clean_pvh_cache(pvh_cache_dir());
@@ -276,7 +287,7 @@ int cmd_kernel(Args& args) {
     while (!args.done()) {
         const auto a = args.option();
         if (a == "--kernel")
-            explicit_kernel = args.value(a);
+            explicit_kernel = args.path_value(a);
         else
             throw Error("unknown option " + quoted(a) + " for `ktstr kernel list` (see --help)");
     }
@@ -333,7 +344,7 @@ ShellOptions parse_shell(Args& args) {
         else if (a == "--scheduler-arg")
             o.scheduler_args.push_back(args.value(a));
         else if (a == "--kernel")
-            o.kernel = args.value(a);
+            o.kernel = args.path_value(a);
         else if (a == "--accel")
             o.accel = args.value(a);
         else if (a == "--cpus")
@@ -400,6 +411,13 @@ int cmd_shell(Args& args) {
     VmSpec spec;
     spec.terminal = terminal_settings ? &*terminal_settings : nullptr;
     spec.kernel = choose_kernel(o.kernel);
+    if (o.scheduler && spec.kernel.sched_ext == false) {
+        log(LogLevel::Error,
+            "kernel {} has no sched_ext (its config has no CONFIG_SCHED_CLASS_EXT=y), so "
+            "--scheduler {} cannot run on it; `ktstr kernel list` shows which kernels have it",
+            spec.kernel.image.string(), *o.scheduler);
+        return suite::kSchedulerFailedExit;
+    }
     spec.accel = choose_accel(o.accel);
     auto t_pack = std::chrono::steady_clock::now();
     std::optional<TempDir> dir;
@@ -462,6 +480,7 @@ int cmd_shell(Args& args) {
     // A shell on the user's terminal runs as long as the user types, unless told otherwise.
     job.timeout_s = o.timeout_s.value_or(terminal ? 0 : 600);
     job.verbose = o.verbose;
+    if (int rc = interrupted_exit_code()) return rc;  // stopped while packing: no VM at all
     auto r = run_vm(spec, job);
 
     if (r.boot_attempts > 1) log(LogLevel::Warn, "the kernel panicked in early boot; retried once");
@@ -472,10 +491,14 @@ int cmd_shell(Args& args) {
     } else if (!r.verdict.error.empty()) {
         log(LogLevel::Error, "guest: {}", r.verdict.error);
     } else if (r.verdict.timed_out) {
-        log(LogLevel::Error, "command timed out after {:.0f} s and was killed", job.timeout_s);
+        log(LogLevel::Error, "command timed out after {:g} s and was killed", job.timeout_s);
     } else if (r.verdict.signal) {
         log(LogLevel::Error, "command killed by signal {} ({})", *r.verdict.signal,
             strsignal(*r.verdict.signal));
+    } else if (!scheduler && (r.verdict.exit_code == 124 || r.verdict.exit_code == 125)) {
+        // The codes ktstr gives a timeout and a VM failure, which always come with a reason.
+        log(LogLevel::Warn, "the command itself exited {} (no timeout, no VM failure)",
+            *r.verdict.exit_code);
     }
     if (auto phases = run_phases(ms_pack, r))
         log(LogLevel::Debug, "phases: {}", format_phases(*phases));

@@ -184,8 +184,15 @@ TEST_CASE("a bare name in the cwd is still searched on PATH only", "[resolver]")
     // Empty PATH elements mean the cwd to a shell; the resolver skips them.
     std::string path = ":" + (tmp.path() / "empty").native() + "::";
     CHECK_THROWS_WITH(resolve({"tool"}, path),
-                      ContainsSubstring("cannot find include file 'tool'"));
+                      ContainsSubstring("cannot find include file 'tool'") &&
+                          ContainsSubstring("to pack the file of that name here, write ./tool"));
     CHECK(resolve({"./tool"}).size() == 1);
+
+    // A directory of that name gets the same hint; a name that is nowhere gets none.
+    make_dir(tmp.path() / "data");
+    CHECK_THROWS_WITH(resolve({"data"}, path),
+                      ContainsSubstring("to pack the directory of that name here, write ./data"));
+    CHECK_THROWS_WITH(resolve({"nowhere"}, path), !ContainsSubstring("write ./"));
 }
 
 TEST_CASE("an empty search path means $PATH", "[resolver]") {

@@ -461,6 +461,13 @@ TEST_CASE("format_layout lists every archive entry in aligned columns", "[initra
         CHECK(line.substr(source_column - 2, 2) == "  ");
         CHECK(line[source_column] != ' ');
     }
+
+    // A newline or other control byte in a name shows escaped: one entry, one line.
+    entries.push_back(link_entry("/include-files/two\nlines\tand\x01\\", "to\nx"));
+    auto escaped = lines(ktstr::format_layout(entries));
+    REQUIRE(escaped.size() == 7);
+    CHECK_THAT(escaped[4], ContainsSubstring("/include-files/two\\nlines\\tand\\x01\\\\") &&
+                               ContainsSubstring("-> to\\nx"));
 }
 
 TEST_CASE("a 50 MB file is streamed, not held in memory", "[initramfs]") {

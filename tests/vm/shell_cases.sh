@@ -21,7 +21,19 @@ case $case_name in
   exit_codes)
     for code in 0 1 42; do
       run shell --exec "exit $code"; expect_rc "$code"
-    done ;;
+    done
+    # 124 and 125 are also ktstr's own (timeout, VM failure): the command's own says so.
+    run shell --exec "exit 125"; expect_rc 125
+    expect_err "the command itself exited 125 \(no timeout, no VM failure\)"
+    ! grep -q "error" "$work/err" || fail "an error line for the command's own 125" ;;
+  scheduler_needs_sched_ext)
+    # A kernel whose config says it has no sched_ext is refused before it boots (exit 123).
+    old=$(ls -d "${KTSTR_CACHE_DIR:-$HOME/.cache/ktstr}"/kernels/6.1.*/ 2>/dev/null | head -1)
+    [ -n "$old" ] || { echo "no 6.1 kernel in the cache (scripts/setup.sh fetches it); skipped"; exit 77; }
+    start=$(date +%s%N)
+    run shell --kernel "$old/vmlinuz" --scheduler scx_simple --exec true
+    expect_rc 123; expect_err "has no sched_ext .*--scheduler scx_simple cannot run on it"
+    [ $(( ($(date +%s%N) - start) / 1000000 )) -lt 3000 ] || fail "the refusal took a boot" ;;
   stdout_stderr_separate)
     run shell --exec 'echo to-out; echo to-err >&2; printf "a b\tc"'
     expect_rc 0
@@ -309,7 +321,16 @@ PY
     refused "--cpus.*'0'" --cpus 0
     refused "--memory wants a whole number of MB from 128 to [0-9]+ \(the host's RAM\).*'99999999'" --memory 99999999
     refused "--memory.*'512M'" --memory 512M
-    refused "--memory.*'64'" --memory=64 ;;
+    refused "--memory.*'64'" --memory=64
+    # An empty path (an unset variable) is an error, never "not given".
+    refused "option --kernel needs a path, not an empty word" --kernel ""
+    run kernel list --kernel=""
+    expect_rc 125; expect_err "option --kernel needs a path, not an empty word"
+    # `cache clean` takes no words: a typo or a guessed --dry-run empties nothing.
+    mkdir -p "$work/cache/initramfs"; echo keep >"$work/cache/initramfs/x.cpio"
+    KTSTR_CACHE_DIR="$work/cache" "$ktstr" cache clean --dry-run >"$work/out" 2>"$work/err"; rc=$?
+    expect_rc 125; expect_err "unknown option '--dry-run' for .ktstr cache clean."
+    [ -f "$work/cache/initramfs/x.cpio" ] || fail "cache clean --dry-run removed the cache" ;;
   option_equals)
     # --opt=value works for every long option, in both commands.
     run initramfs --include-files=fio --list
