@@ -2,7 +2,9 @@
 // the merge rule every stage uses to combine entry lists.
 #include "ktstr/include_files.hpp"
 
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -96,9 +98,33 @@ fs::path find_on_path(const IncludeSpec& spec, const ResolveOptions& options) {
                 ": no executable file of that name on PATH (" + searched + ")" + here);
 }
 
+// The kernel's own filesystems: their files say size 0 and make their content when read, so
+// packed as they stand they would arrive empty.
+const char* kernel_filesystem(const fs::path& host) {
+    struct statfs fs {};
+    if (::statfs(host.c_str(), &fs) != 0) return nullptr;
+    switch (static_cast<unsigned long>(fs.f_type)) {
+        case PROC_SUPER_MAGIC:
+            return "proc";
+        case SYSFS_MAGIC:
+            return "sysfs";
+        case DEBUGFS_MAGIC:
+            return "debugfs";
+        case TRACEFS_MAGIC:
+            return "tracefs";
+        case CGROUP2_SUPER_MAGIC:
+            return "cgroup2";
+    }
+    return nullptr;
+}
+
 struct stat stat_spec(const fs::path& host, const IncludeSpec& spec) {
     struct stat st;
     if (::stat(host.c_str(), &st) != 0) throw_errno("cannot find include file " + describe(spec));
+    if (const char* kind = kernel_filesystem(host))
+        throw Error("cannot include " + describe(spec) + ": it is on the kernel's " + kind +
+                    " filesystem, whose files have no size until read and would arrive empty; "
+                    "copy what you need into ordinary files first");
     return st;
 }
 

@@ -195,6 +195,14 @@ TEST_CASE("a bare name in the cwd is still searched on PATH only", "[resolver]")
     CHECK_THROWS_WITH(resolve({"nowhere"}, path), !ContainsSubstring("write ./"));
 }
 
+TEST_CASE("a file of the kernel's own filesystems is refused, not packed empty", "[resolver]") {
+    CHECK_THROWS_WITH(resolve({"/proc/version"}),
+                      ContainsSubstring("cannot include '/proc/version' (from -i): it is on the "
+                                        "kernel's proc filesystem") &&
+                          ContainsSubstring("would arrive empty"));
+    CHECK_THROWS_WITH(resolve({"/sys/kernel"}), ContainsSubstring("kernel's sysfs filesystem"));
+}
+
 TEST_CASE("an empty search path means $PATH", "[resolver]") {
     ktstr::TempDir tmp;
     write_file(tmp.path() / "tool", "x", 0755);
