@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <string_view>
 
 #include "ktstr/error.hpp"
@@ -52,7 +53,16 @@ std::string kernel_cmdline(const QemuConfig& c) {
     // exiting, so a panic ends the run instead of hanging it.
     std::string line = "console=ttyS0 panic=-1 oops=panic rdinit=/init";
     line += c.verbose ? " loglevel=7" : " quiet loglevel=1";
-    for (const auto& w : c.cmdline_extra) line += " " + w;
+    for (const auto& w : c.cmdline_extra) {
+        // The console and ktstr's three channels are the four legacy serial ports.
+        for (const char* limit : {"8250.nr_uarts=", "8250_core.nr_uarts="}) {
+            if (w.rfind(limit, 0) == 0 && std::atoi(w.c_str() + std::strlen(limit)) < 4)
+                throw Error("kernel word " + quoted(w) +
+                            " leaves the guest fewer than the 4 serial ports ktstr uses (the "
+                            "console and its control, stdout and stderr channels)");
+        }
+        line += " " + w;
+    }
     return line;
 }
 

@@ -137,6 +137,13 @@ TEST_CASE("the qemu command line carries topology, ports and no reboot", "[qemu]
     CHECK_THAT(cmdline, ContainsSubstring("panic=-1"));
     CHECK_THAT(cmdline, ContainsSubstring("foo=bar"));
     CHECK_THAT(cmdline, ContainsSubstring("quiet"));
+
+    // Fewer serial ports than ktstr's four would cut its channels: refused, naming the word.
+    c.cmdline_extra = {"8250.nr_uarts=1"};
+    CHECK_THROWS_WITH(ktstr::kernel_cmdline(c),
+                      ContainsSubstring("'8250.nr_uarts=1' leaves the guest fewer than the 4"));
+    c.cmdline_extra = {"8250.nr_uarts=8"};
+    CHECK_THAT(ktstr::kernel_cmdline(c), ContainsSubstring("8250.nr_uarts=8"));
 }
 
 TEST_CASE("a panic is the kernel's own line, not a command echoing the words", "[qemu]") {
