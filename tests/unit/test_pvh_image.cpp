@@ -67,9 +67,8 @@ size_t files_in(const fs::path& dir) {
 }  // namespace
 
 TEST_CASE("a PVH kernel's ELF is unpacked from each payload format the kernel builds", "[pvh]") {
-    auto tool =
-        GENERATE(as<std::string>{}, "gzip -9 -n", "xz --check=crc32", "lz4 -l -q", "zstd -19 -q",
-                 "zstd -19 -q --no-content-size");
+    auto tool = GENERATE(as<std::string>{}, "gzip -9 -n", "xz --check=crc32", "lz4 -l -q",
+                         "zstd -19 -q", "zstd -19 -q --no-content-size");
     INFO(tool);
     ktstr::TempDir dir;
     auto elf = build_elf(dir.path(), true);
