@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "forked_child.hpp"
 #include "ktstr/fd.hpp"
 #include "ktstr/temp_dir.hpp"
 #include "scoped_env.hpp"
@@ -43,26 +44,6 @@ std::string read_file(const fs::path& p) {
 
 bool present(const fs::path& p) {
     return fs::exists(fs::symlink_status(p));
-}
-
-// Runs `body` in a forked child that dies with this process; its exit code is body's.
-pid_t fork_child(const std::function<int()>& body) {
-    pid_t pid = ::fork();
-    REQUIRE(pid >= 0);
-    if (pid > 0) return pid;
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    int rc = 1;
-    try {
-        rc = body();
-    } catch (...) {
-    }
-    ::_exit(rc);
-}
-
-int exit_code(pid_t pid) {
-    int status = 0;
-    if (::waitpid(pid, &status, 0) != pid) return -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 // A run in a child process: it makes a TempDir in $TMPDIR, fills it as ktstr does (files, a

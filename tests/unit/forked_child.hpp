@@ -1,0 +1,31 @@
+// Child processes for tests of what happens when a process is killed: forked, dying with the test.
+#pragma once
+
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch_test_macros.hpp>
+
+#include <functional>
+
+// Runs `body` in a forked child that dies with this process; its exit code is body's.
+inline pid_t fork_child(const std::function<int()>& body) {
+    pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid > 0) return pid;
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    int rc = 1;
+    try {
+        rc = body();
+    } catch (...) {
+    }
+    ::_exit(rc);
+}
+
+inline int exit_code(pid_t pid) {
+    int status = 0;
+    if (::waitpid(pid, &status, 0) != pid) return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
