@@ -9,6 +9,7 @@
 #include <catch2/catch_test_macros.hpp>
 
 #include <functional>
+#include <string>
 
 // Runs `body` in a forked child that dies with this process; its exit code is body's.
 inline pid_t fork_child(const std::function<int()>& body) {
@@ -28,4 +29,18 @@ inline int exit_code(pid_t pid) {
     int status = 0;
     if (::waitpid(pid, &status, 0) != pid) return -1;
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// Kills the child with SIGKILL and reaps it; `pid` is -1 after.
+inline void kill_child(pid_t& pid) {
+    if (pid > 0) ::kill(pid, SIGKILL), exit_code(pid);
+    pid = -1;
+}
+
+// A line a child wrote to `fd`, without its newline.
+inline std::string read_line(int fd) {
+    std::string line;
+    char c;
+    while (::read(fd, &c, 1) == 1 && c != '\n') line += c;
+    return line;
 }

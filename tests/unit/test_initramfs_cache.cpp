@@ -65,15 +65,11 @@ class Writer {
         });
         says.write.reset();
         go_ = std::move(hears.write);
-        char c;
-        while (::read(says.read.get(), &c, 1) == 1 && c != '\n') part_ += c;
+        part_ = read_line(says.read.get());
         REQUIRE(fs::exists(part_));
     }
     ~Writer() { kill(); }
-    void kill() {
-        if (pid_ > 0) ::kill(pid_, SIGKILL), exit_code(pid_);
-        pid_ = -1;
-    }
+    void kill() { kill_child(pid_); }
     int commit() {
         ktstr::write_all(go_.get(), "g", 1, "the go");
         int rc = exit_code(pid_);

@@ -65,15 +65,11 @@ class Run {
             return 0;
         });
         pipe.write.reset();
-        char c;
-        while (::read(pipe.read.get(), &c, 1) == 1 && c != '\n') path_ += c;
+        path_ = read_line(pipe.read.get());
         REQUIRE(fs::is_directory(path_));
     }
     ~Run() { kill(); }
-    void kill() {
-        if (pid_ > 0) ::kill(pid_, SIGKILL), exit_code(pid_);
-        pid_ = -1;
-    }
+    void kill() { kill_child(pid_); }
     const fs::path& path() const { return path_; }
 
   private:
