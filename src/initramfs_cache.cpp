@@ -1,16 +1,22 @@
 #include "ktstr/initramfs_cache.hpp"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <functional>
 #include <vector>
 
 #include "ktstr/error.hpp"
 #include "ktstr/initramfs.hpp"
 #include "ktstr/kernel.hpp"
+#include "ktstr/log.hpp"
 #include "ktstr/sha256.hpp"
+#include "ktstr/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 
@@ -19,7 +25,6 @@ namespace {
 
 // Bumped whenever the writer's output for the same entries changes.
 constexpr const char* kFormat = "ktstr-initramfs-1";
-constexpr auto kInUseWindow = std::chrono::minutes(10);
 
 void add_field(Sha256& h, std::string_view s) {
     h.update(std::to_string(s.size()));
@@ -51,21 +56,58 @@ bool is_archive(const fs::path& p) {
     return name[0] != '.' && (p.extension() == ".cpio" || name.find(".cpio.") != std::string::npos);
 }
 
-bool is_temp(const fs::path& p) {
+// A temp file of a ktstr from before PartFile: it holds no lock, so only its age says its writer
+// is gone (one still writing after ten minutes is not expected).
+bool is_unlocked_temp(const fs::path& p) {
     auto name = p.filename().string();
-    return name[0] == '.' && name.find(".cpio") != std::string::npos;
+    return name[0] == '.' && name.find(".cpio") != std::string::npos && !is_part_file(name);
 }
 
-// Marks an archive as in use (trimming spares it for kInUseWindow); false when it is not
-// there. Another run's trim may remove an archive between a lookup and its use, but not one
-// marked in use, and QEMU reads the whole archive when it starts.
-bool mark_in_use(const fs::path& p) {
+// Removes the temp files of writers that are gone: every lookup does, hit or miss.
+void sweep(const fs::path& dir) {
+    auto t0 = std::chrono::steady_clock::now();
+    auto freed = sweep_dead_writers(dir);
     std::error_code ec;
-    fs::last_write_time(p, fs::file_time_type::clock::now(), ec);
-    return !ec;
+    auto old = fs::file_time_type::clock::now() - std::chrono::minutes(10);
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+        std::error_code stat_ec;
+        if (is_unlocked_temp(it->path()) && it->last_write_time(stat_ec) < old && !stat_ec)
+            fs::remove(it->path(), stat_ec);
+    }
+    auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0);
+    log(LogLevel::Debug, "swept {} for dead writers' temp files: {} MB freed, in {:.3f} ms",
+        dir.string(), freed >> 20, ms.count());
 }
 
-void trim(const fs::path& dir, const std::vector<fs::path>& keep) {
+// The archive at `path` held in use: a shared flock, which the trim of any run respects (it
+// removes only what it can lock exclusively), and a new mtime, for the trim's order. An empty
+// Fd when it is not there.
+Fd use_archive(const fs::path& path) {
+    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd || ::flock(fd.get(), LOCK_SH) != 0 || !names_file(path, fd.get())) return Fd();
+    ::futimens(fd.get(), nullptr);
+    return fd;
+}
+
+// The archive at `path`, held in use; `write` makes it first when it is not there.
+Fd use_or_write(const fs::path& path, bool& wrote, const std::function<void(int)>& write) {
+    // Between the rename and the lock another run's trim may take a new archive that alone
+    // exceeds the cache's size; it is written again, a few times.
+    for (int attempt = 0; attempt < 3; ++attempt) {
+        if (Fd fd = use_archive(path)) return fd;
+        PartFile part(path.parent_path(), path.filename().string());
+        write(part.fd());
+        part.commit(path);
+        wrote = true;
+    }
+    throw Error("cannot keep " + quoted(path.string()) +
+                " in the cache: other runs' trims removed it as soon as it was written; raise "
+                "KTSTR_CACHE_MAX_MB");
+}
+
+// Trims the cache to max_cache_bytes(), least recently used first. An archive a run holds in
+// use (this one's among them) stays: the run is about to boot it, or booting it now.
+void trim(const fs::path& dir) {
     struct Item {
         fs::path path;
         fs::file_time_type used;
@@ -74,24 +116,18 @@ void trim(const fs::path& dir, const std::vector<fs::path>& keep) {
     std::vector<Item> items;
     uintmax_t total = 0;
     std::error_code ec;
-    auto recent = fs::file_time_type::clock::now() - kInUseWindow;
-    for (const auto& e : fs::directory_iterator(dir, ec)) {
-        auto used = e.last_write_time(ec);
-        if (ec) continue;
-        // A temp file this old belongs to a writer that died before its rename.
-        if (is_temp(e.path()) && used < recent) fs::remove(e.path(), ec);
-        if (!is_archive(e.path())) continue;
-        Item it{e.path(), used, e.file_size(ec)};
-        if (ec) continue;
-        total += it.size;
-        items.push_back(it);
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+        if (!is_archive(it->path())) continue;
+        std::error_code stat_ec;
+        Item item{it->path(), it->last_write_time(stat_ec), it->file_size(stat_ec)};
+        if (stat_ec) continue;
+        total += item.size;
+        items.push_back(item);
     }
     std::sort(items.begin(), items.end(), [](auto& a, auto& b) { return a.used < b.used; });
-    for (const auto& it : items) {
+    for (const auto& item : items) {
         if (total <= max_cache_bytes()) break;
-        if (std::find(keep.begin(), keep.end(), it.path) != keep.end() || it.used > recent)
-            continue;
-        if (fs::remove(it.path, ec)) total -= it.size;
+        if (remove_unless_locked(item.path)) total -= item.size;
     }
 }
 
@@ -122,39 +158,45 @@ CachedInitramfs cached_initramfs(const ArchiveEntries& entries, const fs::path& 
                                  Compression compression) {
     CachedInitramfs c;
     c.key = initramfs_key(entries);
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) throw Error("cannot create cache dir " + quoted(dir.string()) + ": " + ec.message());
+    sweep(dir);
+
+    bool wrote = false, wrote_packed = false;
     c.path = dir / (c.key + ".cpio");
-    c.hit = mark_in_use(c.path);
-    if (!c.hit) {
-        std::error_code ec;
-        fs::create_directories(dir, ec);
-        if (ec)
-            throw Error("cannot create cache dir " + quoted(dir.string()) + ": " + ec.message());
-        write_initramfs(entries, c.path);
-    }
-    c.unpacked_bytes = fs::file_size(c.path);
-    std::vector<fs::path> keep = {c.path};
+    Fd plain = use_or_write(c.path, wrote, [&](int fd) { write_cpio(entries, fd); });
+    struct stat st {};
+    if (::fstat(plain.get(), &st) != 0) throw_errno("cannot stat " + quoted(c.path.string()));
+    c.unpacked_bytes = st.st_size;
 
     if (compression != Compression::None) {
         fs::path packed = c.path;
         packed += compression_suffix(compression);
-        c.hit = mark_in_use(packed);
-        if (!c.hit) compress_initramfs(c.path, packed, compression);
+        c.in_use = use_or_write(packed, wrote_packed, [&](int fd) {
+            // From the locked descriptor, from its start (a retry reads it again).
+            if (::lseek(plain.get(), 0, SEEK_SET) != 0)
+                throw_errno("cannot read " + quoted(c.path.string()));
+            compress_stream(plain.get(), fd, compression, "initramfs " + quoted(packed.string()));
+        });
         c.path = packed;
-        keep.push_back(packed);
     }
-    if (!c.hit) trim(dir, keep);
+    c.hit = compression == Compression::None ? !wrote : !wrote_packed;
+    if (wrote || wrote_packed) trim(dir);  // the plain archive is still held: it stays too
+    if (!c.in_use) c.in_use = std::move(plain);
     return c;
 }
 
 std::uintmax_t clean_initramfs_cache(const fs::path& dir) {
     std::uintmax_t freed = 0;
     std::error_code ec;
-    for (const auto& e : fs::directory_iterator(dir, ec)) {
-        if (!is_archive(e.path()) && !is_temp(e.path())) continue;
-        auto size = e.file_size(ec);
-        if (fs::remove(e.path(), ec)) freed += size;
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+        std::error_code stat_ec;
+        auto size = it->file_size(stat_ec);
+        if (is_unlocked_temp(it->path()) && fs::remove(it->path(), stat_ec)) freed += size;
+        if (is_archive(it->path())) freed += remove_unless_locked(it->path()).value_or(0);
     }
-    return freed;
+    return freed + sweep_dead_writers(dir);
 }
 
 }  // namespace ktstr

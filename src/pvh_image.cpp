@@ -29,6 +29,7 @@
 #include "ktstr/fd.hpp"
 #include "ktstr/kernel.hpp"
 #include "ktstr/sha256.hpp"
+#include "ktstr/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 
@@ -329,18 +330,8 @@ std::string read_text(const fs::path& p) {
     return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
-// Writes `text` to `path` by rename, so concurrent runs never read half a file.
-void publish(const fs::path& tmp, const fs::path& path) {
-    std::error_code ec;
-    fs::rename(tmp, path, ec);
-    if (ec) {
-        fs::remove(tmp, ec);
-        throw Error("cannot store " + quoted(path.string()) + ": " + ec.message());
-    }
-}
-
 // Keeps the kKeepImages most recently used ELFs and kKeepRefusals remembered refusals, and
-// removes temp files of writers that died (older than ten minutes).
+// removes the temp files of ktstr builds from before PartFile (unlocked) once ten minutes old.
 void trim(const fs::path& cache, const fs::path& keep) {
     std::vector<std::pair<fs::file_time_type, fs::path>> elves, refusals;
     std::error_code ec;
@@ -348,7 +339,8 @@ void trim(const fs::path& cache, const fs::path& keep) {
     for (const auto& e : fs::directory_iterator(cache, ec)) {
         auto used = e.last_write_time(ec);
         if (ec) continue;
-        if (e.path().filename().string()[0] == '.' && used < stale) fs::remove(e.path(), ec);
+        auto name = e.path().filename().string();
+        if (name[0] == '.' && !is_part_file(name) && used < stale) fs::remove(e.path(), ec);
         if (e.path() == keep) continue;
         if (e.path().extension() == ".elf") elves.emplace_back(used, e.path());
         if (e.path().extension() == ".no") refusals.emplace_back(used, e.path());
@@ -373,31 +365,30 @@ PvhImage unpack_into_cache(const fs::path& bzimage, const fs::path& cache, const
     std::error_code ec;
     fs::create_directories(cache, ec);
     if (ec) return cache_trouble("cannot create " + quoted(cache.string()) + ": " + ec.message());
-    std::string tmp_name = (cache / ("." + key + ".XXXXXX")).string();
-    Fd out(::mkstemp(tmp_name.data()));
-    if (!out)
-        return cache_trouble("cannot create a file in " + quoted(cache.string()) + ": " +
-                             std::strerror(errno));
-    fs::path tmp = tmp_name;
+    auto elf = cache / (key + ".elf");
+    std::optional<PartFile> out;
     try {
+        out.emplace(cache, elf.filename().string());
         std::optional<uint64_t> end;
-        if (unpack(*payload, out.get(), why)) end = pvh_load_end(out.get(), why);
+        if (unpack(*payload, out->fd(), why)) end = pvh_load_end(out->fd(), why);
         if (end) {
-            publish(tmp, cache / (key + ".elf"));
-            trim(cache, cache / (key + ".elf"));
-            return {cache / (key + ".elf"), *end, "unpacked from " + bzimage.string()};
+            out->commit(elf);
+            trim(cache, elf);
+            return {elf, *end, "unpacked from " + bzimage.string()};
         }
     } catch (const Damaged& e) {
-        fs::remove(tmp, ec);
+        out.reset();
         refuse(bzimage, std::string("is damaged: ") + e.what());
     } catch (const Error& e) {
-        fs::remove(tmp, ec);  // a full disk, say: not remembered
-        return cache_trouble(e.what());
+        return cache_trouble(e.what());  // a full disk, say: not remembered
     }
+    out.reset();
+
     // Remembered, so the next run does not unpack it again only to refuse it again.
-    std::ofstream(tmp, std::ios::trunc) << why;
     try {
-        publish(tmp, cache / (key + ".no"));
+        PartFile no(cache, key + ".no");
+        write_all(no.fd(), why.data(), why.size(), quoted(no.path().string()));
+        no.commit(cache / (key + ".no"));
     } catch (const Error&) {
     }
     return {std::nullopt, 0, why};
@@ -434,6 +425,7 @@ PvhImage choose(const fs::path& kernel, const fs::path& cache) {
     auto key = image_key(kernel);
     auto elf = cache / (key + ".elf");
     std::error_code ec;
+    sweep_dead_writers(cache);
     if (Fd fd{::open(elf.c_str(), O_RDONLY | O_CLOEXEC)}) {
         std::string why;
         if (auto end = pvh_load_end(fd.get(), why)) {
@@ -479,10 +471,11 @@ std::uintmax_t clean_pvh_cache(const fs::path& cache) {
     std::uintmax_t freed = 0;
     std::error_code ec;
     for (const auto& e : fs::directory_iterator(cache, ec)) {
+        if (is_part_file(e.path().filename().string())) continue;  // the sweep below decides
         auto size = e.file_size(ec);
         if (!ec && fs::remove(e.path(), ec)) freed += size;
     }
-    return freed;
+    return freed + sweep_dead_writers(cache);
 }
 
 }  // namespace ktstr

@@ -1,4 +1,4 @@
-// TempDir's lock, and the sweep of the temp dirs that runs killed before their end left behind.
+// TempDir's and PartFile's locks, and the sweeps of what killed runs and writers left behind.
 #include "ktstr/temp_dir.hpp"
 
 #include <dirent.h>
@@ -28,6 +28,8 @@ constexpr const char* kLockInCreation = ".ktstr-lock.new";
 // Between mkdtemp and the lock's rename a TempDir takes microseconds; a directory still without
 // its lock after this long was abandoned there.
 constexpr time_t kCreationGraceS = 60;
+
+constexpr std::string_view kPartSuffix = ".part";
 
 // The lock appears under its name already held, so a sweep can never take it from a live run.
 Fd take_lock(const fs::path& dir) {
@@ -157,6 +159,72 @@ void sweep_stale_temp_dirs_once() {
         auto tmp = fs::temp_directory_path(ec);
         if (!ec) sweep_stale_temp_dirs(tmp);
     });
+}
+
+PartFile::PartFile(const fs::path& dir, const std::string& name) {
+    // mkostemps gives the name before flock can lock it: a sweep in between may take the lock
+    // and remove the file. Once locked, a file still under its name is ours until we let go.
+    for (int attempt = 0; attempt < 100; ++attempt) {
+        std::string pattern = (dir / ("." + name + ".XXXXXX" + std::string(kPartSuffix))).string();
+        Fd fd(::mkostemps(pattern.data(), int(kPartSuffix.size()), O_CLOEXEC));
+        if (!fd) throw_errno("cannot create a file in " + quoted(dir.string()));
+        if (::flock(fd.get(), LOCK_EX) != 0) throw_errno("cannot lock " + quoted(pattern));
+        if (!names_file(pattern, fd.get())) continue;
+        path_ = pattern;
+        fd_ = std::move(fd);
+        return;
+    }
+    throw Error("cannot create a file in " + quoted(dir.string()) + ": each was removed at once");
+}
+
+PartFile::~PartFile() {
+    if (!path_.empty()) ::unlink(path_.c_str());
+}
+
+void PartFile::commit(const fs::path& to) {
+    if (::fchmod(fd_.get(), 0644) != 0) throw_errno("cannot chmod " + quoted(path_.string()));
+    if (::fsync(fd_.get()) != 0) throw_errno("cannot flush " + quoted(path_.string()) + " to disk");
+    if (::rename(path_.c_str(), to.c_str()) != 0)
+        throw_errno("cannot rename " + quoted(path_.string()) + " to " + quoted(to.string()));
+    path_.clear();
+    Fd dir(::open(to.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (dir) ::fsync(dir.get());  // best effort: the file itself is complete
+    fd_.reset();
+}
+
+bool is_part_file(const std::string& name) {
+    return name.size() > 1 + 7 + kPartSuffix.size() && name[0] == '.' &&
+           std::string_view(name).ends_with(kPartSuffix);
+}
+
+bool names_file(const fs::path& path, int fd) {
+    struct stat named {};
+    struct stat held {};
+    return ::lstat(path.c_str(), &named) == 0 && ::fstat(fd, &held) == 0 &&
+           named.st_dev == held.st_dev && named.st_ino == held.st_ino;
+}
+
+std::optional<std::uintmax_t> remove_unless_locked(const fs::path& path) {
+    Fd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+    struct stat st {};
+    if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
+    if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) return std::nullopt;  // in use
+    // Under the lock nobody else removes or renames it: checked, it stays the file locked.
+    if (!names_file(path, fd.get()) || ::unlink(path.c_str()) != 0) return std::nullopt;
+    return std::uintmax_t(st.st_size);
+}
+
+std::uintmax_t sweep_dead_writers(const fs::path& dir) {
+    std::uintmax_t freed = 0;
+    std::error_code ec;
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+        if (!is_part_file(it->path().filename().string())) continue;
+        auto size = remove_unless_locked(it->path());
+        if (!size) continue;
+        freed += *size;
+        log(LogLevel::Debug, "removed {}, left by a writer that has ended", it->path().string());
+    }
+    return freed;
 }
 
 TempDir::TempDir(const std::string& prefix) {

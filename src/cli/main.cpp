@@ -120,7 +120,8 @@ as in --timeout=5):
 constexpr const char* kCacheHelp = R"(usage: ktstr cache clean
 
 Empties the initramfs cache and the kernels unpacked for the PVH entry (both
-under $KTSTR_CACHE_DIR, else ~/.cache/ktstr), and removes from $TMPDIR (else
+under $KTSTR_CACHE_DIR, else ~/.cache/ktstr; an archive a run is booting, or a
+file a run is writing, stays), and removes from $TMPDIR (else
 /tmp) the temp dirs that ktstr runs left when they could not clean up (killed
 with SIGKILL, crashed, or the machine lost power): sockets, the QEMU log, and
 with --no-cache an initramfs. Only this user's directories that ktstr made and
@@ -430,12 +431,13 @@ int cmd_shell(Args& args) {
     auto layout = guest_layout(o.specs, spec.kernel);
     auto compression = o.compression.value_or(default_compression(spec.accel.accel));
     std::uintmax_t unpacked_bytes = 0;
+    std::optional<CachedInitramfs> cached;  // held in use, so no trim takes it, until the end
     if (o.cache) {
-        auto cached = cached_initramfs(layout, initramfs_cache_dir(), compression);
-        spec.initramfs = cached.path;
-        unpacked_bytes = cached.unpacked_bytes;
-        log(LogLevel::Debug, "initramfs {} ({})", cached.path.string(),
-            cached.hit ? "cached" : "written");
+        cached = cached_initramfs(layout, initramfs_cache_dir(), compression);
+        spec.initramfs = cached->path;
+        unpacked_bytes = cached->unpacked_bytes;
+        log(LogLevel::Debug, "initramfs {} ({})", cached->path.string(),
+            cached->hit ? "cached" : "written");
     } else {
         dir.emplace("ktstr-shell");
         spec.initramfs = dir->path() / "initramfs.cpio";

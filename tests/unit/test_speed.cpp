@@ -1,4 +1,4 @@
-// Where a run's time goes, the -j budget, initramfs compression and the cache's sharing.
+// Where a run's time goes, the -j budget and initramfs compression.
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
 
@@ -33,15 +33,6 @@ ktstr::VmResult sample_run() {
     vm.verdict.ms_payload_start = 1800;
     vm.verdict.ms_payload_end = 2300;
     return vm;
-}
-
-ktstr::ArchiveEntries one_file(const fs::path& file) {
-    ktstr::ArchiveEntries entries(1);
-    entries[0].archive_path = "/include-files/data";
-    entries[0].host_path = file;
-    entries[0].mode = 0644;
-    entries[0].reason = "test";
-    return entries;
 }
 
 }  // namespace
@@ -134,63 +125,4 @@ TEST_CASE("the compress flag takes the kernel's codecs and names the flag otherw
     CHECK_THROWS_WITH(ktstr::parse_compression("xz", "--compress"),
                       ContainsSubstring("--compress") && ContainsSubstring("'xz'"));
     CHECK(ktstr::default_compression(ktstr::Accel::Tcg) == ktstr::Compression::None);
-}
-
-TEST_CASE("a compressed archive is cached beside the plain one and hit the next time", "[cache]") {
-    ktstr::TempDir dir;
-    auto file = dir.path() / "data";
-    std::ofstream(file) << std::string(100000, 'x');
-    auto cache = dir.path() / "cache";
-    auto first = ktstr::cached_initramfs(one_file(file), cache, ktstr::Compression::Zstd);
-    CHECK_FALSE(first.hit);
-    CHECK(first.path.filename() == first.key + ".cpio.zst");
-    CHECK(fs::exists(cache / (first.key + ".cpio")));
-    CHECK(first.unpacked_bytes == fs::file_size(cache / (first.key + ".cpio")));
-    CHECK(fs::file_size(first.path) < first.unpacked_bytes);
-    auto again = ktstr::cached_initramfs(one_file(file), cache, ktstr::Compression::Zstd);
-    CHECK(again.hit);
-    CHECK(again.path == first.path);
-    CHECK(ktstr::cached_initramfs(one_file(file), cache).hit);  // the plain one too
-}
-
-TEST_CASE(
-    "concurrent runs sharing the cache each get a whole archive, and leave no temp "
-    "file",
-    "[cache]") {
-    ktstr::TempDir dir;
-    auto file = dir.path() / "data";
-    std::ofstream(file) << std::string(4 << 20, 'y');
-    auto cache = dir.path() / "cache";
-    ktstr::TempDir ref_dir;
-    ktstr::write_initramfs(one_file(file), ref_dir.path() / "ref.cpio");
-    auto expected = command_output("sha256sum < " + (ref_dir.path() / "ref.cpio").string());
-
-    std::vector<fs::path> paths(6);
-    std::vector<std::thread> runs;
-    for (size_t i = 0; i < paths.size(); ++i)
-        runs.emplace_back(
-            [&, i] { paths[i] = ktstr::cached_initramfs(one_file(file), cache).path; });
-    for (auto& t : runs) t.join();
-    for (const auto& p : paths) {
-        CHECK(p == paths[0]);
-        CHECK(command_output("sha256sum < " + p.string()) == expected);
-    }
-    for (const auto& e : fs::directory_iterator(cache))
-        CHECK(e.path().filename().string()[0] != '.');
-}
-
-TEST_CASE("the cache removes a dead writer's old temp file when it trims", "[cache]") {
-    ktstr::TempDir dir;
-    auto file = dir.path() / "data";
-    std::ofstream(file) << "z";
-    auto cache = dir.path() / "cache";
-    fs::create_directories(cache);
-    auto stale = cache / ".deadbeef.cpio.AbCdEf";
-    auto fresh = cache / ".cafe.cpio.GhIjKl";
-    std::ofstream(stale) << "partial";
-    std::ofstream(fresh) << "being written";
-    fs::last_write_time(stale, fs::file_time_type::clock::now() - std::chrono::hours(1));
-    ktstr::cached_initramfs(one_file(file), cache);
-    CHECK_FALSE(fs::exists(stale));
-    CHECK(fs::exists(fresh));  // may be another run's write in progress
 }

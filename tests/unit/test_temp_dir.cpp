@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "forked_child.hpp"
 #include "ktstr/fd.hpp"
 #include "ktstr/temp_dir.hpp"
 #include "scoped_env.hpp"
@@ -45,26 +46,6 @@ bool present(const fs::path& p) {
     return fs::exists(fs::symlink_status(p));
 }
 
-// Runs `body` in a forked child that dies with this process; its exit code is body's.
-pid_t fork_child(const std::function<int()>& body) {
-    pid_t pid = ::fork();
-    REQUIRE(pid >= 0);
-    if (pid > 0) return pid;
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    int rc = 1;
-    try {
-        rc = body();
-    } catch (...) {
-    }
-    ::_exit(rc);
-}
-
-int exit_code(pid_t pid) {
-    int status = 0;
-    if (::waitpid(pid, &status, 0) != pid) return -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
 // A run in a child process: it makes a TempDir in $TMPDIR, fills it as ktstr does (files, a
 // subdirectory, a link out to `outside`), says its path and waits until it is killed.
 class Run {
@@ -84,15 +65,11 @@ class Run {
             return 0;
         });
         pipe.write.reset();
-        char c;
-        while (::read(pipe.read.get(), &c, 1) == 1 && c != '\n') path_ += c;
+        path_ = read_line(pipe.read.get());
         REQUIRE(fs::is_directory(path_));
     }
     ~Run() { kill(); }
-    void kill() {
-        if (pid_ > 0) ::kill(pid_, SIGKILL), exit_code(pid_);
-        pid_ = -1;
-    }
+    void kill() { kill_child(pid_); }
     const fs::path& path() const { return path_; }
 
   private:
