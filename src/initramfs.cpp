@@ -23,6 +23,7 @@
 #include "ktstr/error.hpp"
 #include "ktstr/fd.hpp"
 #include "ktstr/include_files.hpp"
+#include "ktstr/temp_dir.hpp"
 
 namespace ktstr {
 namespace {
@@ -313,49 +314,13 @@ void write_archive(const ArchiveEntries& entries, int fd, const std::string& wha
     writer.finish();
 }
 
-// A temp file beside the final one, renamed into place by commit() and removed
-// otherwise, so a failed write never leaves a partial archive at `out`.
-class TempFileBeside {
-  public:
-    explicit TempFileBeside(const fs::path& out) : out_(out) {
-        if (!out.has_filename())
-            throw Error("cannot write initramfs " + quoted(out.native()) + ": not a file name");
-        fs::path dir = out.has_parent_path() ? out.parent_path() : fs::path(".");
-        std::string pattern = (dir / ("." + out.filename().native() + ".XXXXXX")).native();
-        int fd = ::mkostemp(pattern.data(), O_CLOEXEC);
-        if (fd < 0) throw_errno("cannot create a temp file beside " + quoted(out.native()));
-        fd_.reset(fd);
-        path_ = pattern;
-    }
-    TempFileBeside(const TempFileBeside&) = delete;
-    TempFileBeside& operator=(const TempFileBeside&) = delete;
-    ~TempFileBeside() {
-        if (!path_.empty()) ::unlink(path_.c_str());
-    }
-
-    int fd() const noexcept { return fd_.get(); }
-    const std::string& path() const noexcept { return path_; }
-
-    // The data reaches the disk before the rename makes it visible, so a crash never leaves
-    // a short archive under the final name (a cache would serve it); then the directory, so
-    // the new name itself survives.
-    void commit() {
-        if (::fchmod(fd_.get(), 0644) != 0) throw_errno("cannot chmod " + quoted(path_));
-        if (::fsync(fd_.get()) != 0) throw_errno("cannot flush " + quoted(path_) + " to disk");
-        if (::close(fd_.release()) != 0) throw_errno("cannot write " + quoted(path_));
-        if (::rename(path_.c_str(), out_.c_str()) != 0)
-            throw_errno("cannot rename " + quoted(path_) + " to " + quoted(out_.native()));
-        path_.clear();
-        fs::path dir = out_.has_parent_path() ? out_.parent_path() : fs::path(".");
-        Fd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-        if (dir_fd) ::fsync(dir_fd.get());  // best effort: the archive itself is complete
-    }
-
-  private:
-    fs::path out_;
-    std::string path_;
-    Fd fd_;
-};
+// The directory a PartFile for `out` goes in (see temp_dir.hpp): renamed into place by commit()
+// and removed otherwise, so a failed or killed write never leaves a partial archive at `out`.
+fs::path directory_of(const fs::path& out) {
+    if (!out.has_filename())
+        throw Error("cannot write initramfs " + quoted(out.native()) + ": not a file name");
+    return out.has_parent_path() ? out.parent_path() : fs::path(".");
+}
 
 // --- The base layer ---------------------------------------------------------
 
@@ -519,16 +484,17 @@ void write_cpio(const ArchiveEntries& entries, int fd) {
 }
 
 void write_initramfs(const ArchiveEntries& entries, const std::filesystem::path& out) {
-    TempFileBeside temp(out);
+    sweep_dead_writers(directory_of(out));  // what a killed `ktstr initramfs -o` left there
+    PartFile temp(directory_of(out), out.filename());
     write_archive(entries, temp.fd(), "initramfs " + quoted(out.native()));
-    temp.commit();
+    temp.commit(out);
 }
 
 void compress_initramfs(const fs::path& archive, const fs::path& out, Compression c) {
     Fd in = Fd::open(archive.native(), O_RDONLY);
-    TempFileBeside temp(out);
+    PartFile temp(directory_of(out), out.filename());
     compress_stream(in.get(), temp.fd(), c, "initramfs " + quoted(out.native()));
-    temp.commit();
+    temp.commit(out);
 }
 
 ArchiveEntries base_layer(const std::filesystem::path& init_binary,

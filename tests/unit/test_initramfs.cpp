@@ -1,6 +1,7 @@
 // The initramfs writer, checked against GNU cpio and a small newc reader.
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -332,6 +333,30 @@ TEST_CASE("a failed write leaves nothing at out and no temp file", "[initramfs]"
             ContainsSubstring("'" + big.native() + "'") && ContainsSubstring("4 GiB"));
     }
     CHECK(dir_listing(out_dir.path()).empty());
+}
+
+TEST_CASE("a write removes the partial archive a killed writer left beside out", "[initramfs]") {
+    ktstr::TempDir tmp;
+    auto out = tmp.path() / "out.cpio";
+    pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        new ktstr::PartFile(tmp.path(), "out.cpio");  // never committed nor removed
+        ::_exit(0);
+    }
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    auto parts = [&] {
+        size_t n = 0;
+        for (const auto& e : fs::directory_iterator(tmp.path()))
+            n += ktstr::is_part_file(e.path().filename().native());
+        return n;
+    };
+    REQUIRE(parts() == 1);
+
+    ktstr::write_initramfs({generated("/x", "x")}, out);
+    CHECK(parts() == 0);
+    CHECK(fs::exists(out));
 }
 
 TEST_CASE("a failed write keeps the old archive at out untouched", "[initramfs]") {
