@@ -7,8 +7,6 @@
 
 #include <termios.h>
 
-#include <cstddef>
-
 namespace ktstr {
 
 class GuestTerminal {
@@ -21,8 +19,6 @@ class GuestTerminal {
     void make_quiet();
     void make_quiet_if_possible() noexcept;
     void make_raw();
-    // The bytes typed and not read yet.
-    std::size_t typed_ahead() const;
 
   private:
     termios quiet() const;
@@ -30,9 +26,5 @@ class GuestTerminal {
     int fd_;
     termios saved_{};
 };
-
-// The keys the guest's terminal turns into signals (Ctrl-C, Ctrl-\, Ctrl-Z): typed before its
-// shell ran, they are dropped, not sent.
-bool is_guest_signal_key(char c);
 
 }  // namespace ktstr
