@@ -4,6 +4,7 @@
 // the job on the control port, the command's stdout and stderr go through pipes init copies
 // onto the other two, and the verdict goes back on the control port. PID 1 must never return
 // or exit (the kernel would panic), so every path, failures included, ends in power_off().
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -21,7 +22,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
-#include <filesystem>
 #include <optional>
 #include <string>
 #include <thread>
@@ -29,7 +29,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include "guest_path.hpp"
 #include "ktstr/error.hpp"
 #include "ktstr/fd.hpp"
 #include "ktstr/payload_run.hpp"
@@ -133,9 +132,18 @@ void mount_one(const Mount& m) {
         throw_errno("cannot mount " + std::string(m.type) + " on " + quoted(m.target));
 }
 
-bool has_entries(const char* dir) {
-    std::error_code ec;
-    return !std::filesystem::is_empty(dir, ec) && !ec;
+bool has_entries(const char* path) {
+    DIR* dir = ::opendir(path);
+    if (!dir) return false;
+    bool found = false;
+    while (const dirent* e = ::readdir(dir)) {
+        if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) {
+            found = true;
+            break;
+        }
+    }
+    ::closedir(dir);
+    return found;
 }
 
 void mount_filesystems() {
@@ -271,12 +279,13 @@ class Relay {
     bool failed_ = false;
 };
 
-// Returns once the port has sent the line: the last one, the verdict, must be out before
-// the power goes off.
-void send_line(int fd, const nlohmann::json& message) {
+// With `drained`, returns once the port has sent the line: the last one, the verdict, must be
+// out before the power goes off. The lines before it need not wait (the port keeps their
+// order), and under TCG each wait costs milliseconds.
+void send_line(int fd, const nlohmann::json& message, bool drained = false) {
     auto line = message.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
     ktstr::write_all(fd, line.data(), line.size(), protocol::kControlPort);
-    wait_sent(fd);
+    if (drained) wait_sent(fd);
 }
 
 // Byte by byte: the job is one short line, and nothing after it may be taken from the port.
@@ -292,30 +301,32 @@ std::string read_line(int fd) {
     }
 }
 
-protocol::Job read_job(int ctl) {
-    auto message = nlohmann::json::parse(read_line(ctl), nullptr, false);
-    if (message.is_discarded() || message.value("type", "") != "job")
-        throw Error("cannot read job: the host sent no {\"type\":\"job\"} line");
+protocol::Job parse_job(const std::string& text, const char* from) {
+    auto message = nlohmann::json::parse(text, nullptr, false);
+    if (message.is_discarded() || !message.is_object() || message.value("type", "") != "job")
+        throw Error(std::string("cannot read the job: ") + from + " holds no {\"type\":\"job\"}");
     return message.get<protocol::Job>();
 }
 
-// --- Prepare -----------------------------------------------------------------------------
-
-// What a test body left for the host (see protocol.hpp); empty when nothing did. Read with
-// read(), not std::ifstream: its first use sets up the C++ locale machinery, some 50 ms of
-// emulated start-up under TCG.
-std::string read_result_file() {
-    std::string text;
-    Fd fd(::open(protocol::kResultFile, O_RDONLY | O_CLOEXEC));
-    if (!fd) return text;
-    char buf[4096];
-    for (;;) {
-        ssize_t n = ::read(fd.get(), buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return text;
-        text.append(buf, static_cast<size_t>(n));
-    }
+// The job from the kernel command line, taken out of init's environment so that the command
+// does not inherit it; nullopt when the host sends it on the control port instead.
+std::optional<std::string> job_from_cmdline() {
+    const char* word = ::getenv(protocol::kJobWord);
+    if (!word) return std::nullopt;
+    auto json = protocol::base64_decode(word);
+    ::unsetenv(protocol::kJobWord);
+    if (!json)
+        throw Error(std::string("cannot read the job: ") + protocol::kJobWord +
+                    " on the kernel command line is not base64");
+    return json;
 }
+
+protocol::Job read_job(int ctl, const std::optional<std::string>& from_cmdline) {
+    if (from_cmdline) return parse_job(*from_cmdline, "the kernel command line");
+    return parse_job(read_line(ctl), "the host's line on the control port");
+}
+
+// --- Prepare -----------------------------------------------------------------------------
 
 void set_env(const std::string& name, const std::string& value) {
     if (::setenv(name.c_str(), value.c_str(), 1) != 0)
@@ -324,7 +335,7 @@ void set_env(const std::string& name, const std::string& value) {
 
 // The job's environment comes last, so it may override PATH, HOME and TERM.
 void prepare_environment(const protocol::Job& job) {
-    set_env("PATH", ktstr::guest::guest_path("/include-files"));
+    set_env("PATH", job.path.empty() ? "/include-files:/bin:/sbin:/usr/bin:/usr/sbin" : job.path);
     set_env("HOME", "/tmp");
     set_env("TERM", "linux");
     set_env("KTSTR_RESULT_FILE", protocol::kResultFile);
@@ -489,6 +500,10 @@ protocol::Verdict run_job(const protocol::Job& job, const Ports& ports, CommandO
 // SIGSTOP first makes the list of what was left complete, since a stopped process cannot fork.
 // Returns "pid (name)" of each process the kill reached.
 std::vector<std::string> end_all_processes(ChildDeaths& deaths) {
+    // Every process the command started descends from init, and an orphan becomes init's
+    // child: no child at all means nothing is left, and the scan of /proc is skipped.
+    siginfo_t info{};
+    if (::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0 && errno == ECHILD) return {};
     ::kill(-1, SIGSTOP);
     std::vector<std::string> left;
     for (const auto& p : ktstr::process_table())
@@ -534,7 +549,7 @@ void report_failure(const std::string& what, const Ports& ports, double boot_ms)
         protocol::Verdict verdict;
         verdict.error = what;
         verdict.ms_boot_to_init = boot_ms;
-        send_line(ports.ctl.get(), verdict);
+        send_line(ports.ctl.get(), verdict, true);
     } catch (const std::exception& e) {
         say(Level::error, e.what());
     }
@@ -547,8 +562,10 @@ void run_init(double boot_ms, Ports& ports) {
 
     ports = open_ports();
     send_line(ports.ctl.get(), protocol::Hello{.ms_init = boot_ms, .ms_sent = boottime_ms()});
-    say(Level::info, "hello sent, waiting for the job");
-    protocol::Job job = read_job(ports.ctl.get());
+    const auto job_word = job_from_cmdline();  // after the hello: a failure reaches the host
+    say(Level::info, job_word ? "hello sent; the job came on the kernel command line"
+                              : "hello sent, waiting for the job");
+    protocol::Job job = read_job(ports.ctl.get(), job_word);
     set_verbose(job.verbose);
     say(Level::info, "job received; booted in " + std::to_string(std::llround(boot_ms)) + " ms");
 
@@ -557,10 +574,11 @@ void run_init(double boot_ms, Ports& ports) {
     protocol::Verdict verdict = run_job(job, ports, output, deaths);
     verdict.leftover = end_all_processes(deaths);
     output.finish();  // the command's last bytes reach the host before the verdict does
-    verdict.test_result = read_result_file();
+    // What a test body left for the host (see protocol.hpp).
+    verdict.test_result = ktstr::read_file_if_present(protocol::kResultFile).value_or("");
 
     verdict.ms_boot_to_init = boot_ms;
-    send_line(ports.ctl.get(), verdict);
+    send_line(ports.ctl.get(), verdict, true);
     say(Level::info, "verdict sent");
 }
 

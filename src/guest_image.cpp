@@ -1,8 +1,9 @@
 #include "ktstr/guest_image.hpp"
 
+#include <algorithm>
 #include <cstdlib>
-#include <set>
-#include <sstream>
+#include <iterator>
+#include <map>
 
 #include "ktstr/error.hpp"
 #include "ktstr/initramfs.hpp"
@@ -16,17 +17,14 @@ namespace {
 // busybox's shell runs its own applet for a name it knows, before it looks at PATH: an
 // include file of that name is reached by its path only. Says so once per such file.
 void warn_of_shadowed_files(const ArchiveEntries& entries) {
-    std::set<std::string> applets;
-    for (const auto& e : entries) {
-        if (e.archive_path != kBusyboxAppletList) continue;
-        std::istringstream list(e.data);
-        for (std::string name; std::getline(list, name);) applets.insert(name);
-    }
+    std::string_view applets;
+    for (const auto& e : entries)
+        if (e.archive_path == kBusyboxAppletList) applets = e.data;
     const std::string root = "/include-files/";
     for (const auto& e : entries) {
         if (e.kind != EntryKind::File || e.archive_path.rfind(root, 0) != 0) continue;
         auto name = fs::path(e.archive_path).filename().string();
-        if (!applets.count(name) || (permission_bits(e) & 0111) == 0) continue;
+        if (!is_listed(applets, name) || (permission_bits(e) & 0111) == 0) continue;
         log(LogLevel::Warn,
             "{} has the name of a busybox applet: in the guest's shell, `{}` runs busybox's; "
             "name the file by its path ({}) there (PayloadRun finds the file on PATH)",
@@ -82,6 +80,40 @@ ArchiveEntries guest_layout(const std::vector<IncludeSpec>& specs, const KernelI
     add_elf_closure(entries, closure);
     warn_of_shadowed_files(entries);
     return entries;
+}
+
+std::string guest_path(const ArchiveEntries& entries) {
+    const fs::path root = "/include-files";
+    std::map<std::string, const ArchiveEntry*> by_path;
+    for (const auto& e : entries) by_path[e.archive_path] = &e;
+    auto executable = [&](const ArchiveEntry* e) {
+        for (int links = 0; e && links < 40; ++links) {  // 40: the kernel's own bound
+            if (e->kind == EntryKind::File) return (permission_bits(*e) & 0111) != 0;
+            if (e->kind != EntryKind::Symlink) return false;
+            auto target = fs::path(e->archive_path).parent_path() / e->link_target;
+            auto it = by_path.find(target.lexically_normal().string());
+            e = it == by_path.end() ? nullptr : it->second;
+        }
+        return false;
+    };
+
+    std::vector<fs::path> dirs;
+    for (const auto& e : entries) {
+        const fs::path p = fs::path(e.archive_path).lexically_normal();
+        const auto dir = p.parent_path();
+        auto [end, _] = std::mismatch(root.begin(), root.end(), dir.begin(), dir.end());
+        if (end != root.end() || dir == root || !executable(&e)) continue;
+        dirs.push_back(dir);
+    }
+    auto depth = [](const fs::path& p) { return std::distance(p.begin(), p.end()); };
+    std::sort(dirs.begin(), dirs.end(), [&](const fs::path& a, const fs::path& b) {
+        return depth(a) != depth(b) ? depth(a) > depth(b) : a < b;
+    });
+    dirs.erase(std::unique(dirs.begin(), dirs.end()), dirs.end());
+
+    std::string path;
+    for (const auto& dir : dirs) path += dir.string() + ":";
+    return path + root.string() + ":/bin:/sbin:/usr/bin:/usr/sbin";
 }
 
 int memory_for_initramfs(std::uintmax_t bytes) {

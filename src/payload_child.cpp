@@ -9,10 +9,10 @@
 #include <cerrno>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <string_view>
 
 #include "ktstr/error.hpp"
+#include "ktstr/fd.hpp"
 #include "ktstr/initramfs.hpp"
 #include "ktstr/search_path.hpp"
 
@@ -41,10 +41,8 @@ std::optional<std::string> find_on_path(const std::string& name, std::string_vie
 // The guest has busybox's applets without their links (see base_layer): there, a name that
 // busybox lists runs /bin/busybox under that name, as a link on PATH would have.
 bool is_busybox_applet(const std::string& name) {
-    std::ifstream list(kBusyboxAppletList);
-    for (std::string line; std::getline(list, line);)
-        if (line == name) return true;
-    return false;
+    auto list = read_file_if_present(kBusyboxAppletList);
+    return list && is_listed(*list, name);
 }
 
 }  // namespace

@@ -53,6 +53,8 @@ std::string kernel_cmdline(const QemuConfig& c) {
     // exiting, so a panic ends the run instead of hanging it.
     std::string line = "console=ttyS0 panic=-1 oops=panic rdinit=/init";
     line += c.verbose ? " loglevel=7" : " quiet loglevel=1";
+    // Before the user's words: after a "--" among them, words go to init as arguments.
+    if (!c.job_word.empty()) line += " " + c.job_word;
     for (const auto& w : c.cmdline_extra) {
         // The console and ktstr's three channels are the four legacy serial ports.
         for (const char* limit : {"8250.nr_uarts=", "8250_core.nr_uarts="}) {

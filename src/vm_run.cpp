@@ -179,7 +179,7 @@ class VmSession {
 
   private:
     void open_channels();
-    QemuConfig qemu_config() const;
+    QemuConfig qemu_config();
     void loop();
     void handle_control_line(const std::string& line);
     void share_lines();
@@ -213,6 +213,7 @@ class VmSession {
     Qemu qemu_;
     VmResult result_;
     Clock::time_point t0_ = Clock::now();
+    bool job_on_cmdline_ = false;
     bool hello_ = false, started_ = false, verdict_ = false, qemu_exited_ = false;
     bool interrupted_ = false, timed_out_ = false, input_done_ = false, panic_done_ = false;
     std::optional<double> panic_ms_;
@@ -224,7 +225,7 @@ void VmSession::open_channels() {
     for (int i = 0; i < kChannels; ++i) channels_[i].listener = listen_unix(dir_.path() / names[i]);
 }
 
-QemuConfig VmSession::qemu_config() const {
+QemuConfig VmSession::qemu_config() {
     QemuConfig qc;
     qc.kernel = spec_.boot_image.empty() ? spec_.kernel.image : spec_.boot_image;
     qc.initramfs = spec_.initramfs;
@@ -237,6 +238,13 @@ QemuConfig VmSession::qemu_config() const {
     qc.stdout_socket = dir_.path() / "out.sock";
     qc.stderr_socket = dir_.path() / "err.sock";
     qc.verbose = spec_.verbose;
+    // On the command line init has its job at once, without a round trip on the control port.
+    auto word = protocol::job_word(job_);
+    job_on_cmdline_ = kernel_cmdline(qc).size() + 1 + word.size() <= kMaxKernelCmdline;
+    log(LogLevel::Debug, "job ({} bytes as {}) {}", word.size(), protocol::kJobWord,
+        job_on_cmdline_ ? "on the kernel command line"
+                        : "too long for the kernel command line: sent after the hello");
+    if (job_on_cmdline_) qc.job_word = std::move(word);
     return qc;
 }
 
@@ -293,8 +301,10 @@ void VmSession::handle_control_line(const std::string& line) {
         result_.ms_to_hello = ms_since(t0_);
         result_.hello = msg.get<protocol::Hello>();
         log(LogLevel::Debug, "guest hello after {:.0f} ms", result_.ms_to_hello);
-        auto text = nlohmann::json(job_).dump() + "\n";
-        write_all(channels_[kCtl].conn.get(), text.data(), text.size(), "job to the guest");
+        if (!job_on_cmdline_) {
+            auto text = nlohmann::json(job_).dump() + "\n";
+            write_all(channels_[kCtl].conn.get(), text.data(), text.size(), "job to the guest");
+        }
     } else if (type == "started" && !started_) {
         started_ = true;
         if (terminal_) terminal_->make_raw();

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <string>
 #include <vector>
 
 #include "ktstr/archive_entry.hpp"
@@ -27,6 +28,14 @@ std::filesystem::path find_busybox();
 // before anything is written or booted.
 ArchiveEntries guest_layout(const std::vector<IncludeSpec>& specs, const KernelInfo& kernel,
                             const ClosureOptions& closure = {});
+
+// The guest's PATH for a layout: every directory below /include-files that directly holds an
+// executable file (or a link, within the archive, to one), deepest first and ties in path
+// order; then /include-files; then busybox's /bin:/sbin:/usr/bin:/usr/sbin. The order is
+// fixed so that when two include files share a name, which one runs is predictable. Worked
+// out here rather than by a directory walk in the guest, where code run once costs its
+// translation under TCG; the job carries it (protocol::Job::path).
+std::string guest_path(const ArchiveEntries& entries);
 
 // Guest memory that fits an initramfs of `bytes`: the kernel holds the archive
 // and its unpacked copy at once while it boots.

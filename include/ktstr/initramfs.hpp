@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <string_view>
 
 #include "ktstr/archive_entry.hpp"
 #include "ktstr/compression.hpp"
@@ -38,6 +39,17 @@ void write_cpio(const ArchiveEntries& entries, int fd);
 
 // Where the base layer lists busybox's applets, one name a line.
 inline constexpr const char* kBusyboxAppletList = "/ktstr/busybox-applets";
+
+// Whether `name` is one of the lines of `list` (as kBusyboxAppletList holds them).
+inline bool is_listed(std::string_view list, std::string_view name) {
+    while (!list.empty()) {
+        auto end = list.find('\n');
+        if (list.substr(0, end) == name) return true;
+        if (end == std::string_view::npos) break;
+        list.remove_prefix(end + 1);
+    }
+    return false;
+}
 
 // The base layer: /init (the guest init binary), /bin/busybox with links from /bin/sh and
 // /usr/bin/env only, the list of its applets (from one run of `busybox --list-full` on the

@@ -30,12 +30,17 @@ struct QemuConfig {
     Topology topology;
     int memory_mb = 1024;
     std::vector<std::string> cmdline_extra;  // words appended to the kernel command line
+    std::string job_word;                    // protocol::job_word(), before cmdline_extra
     std::filesystem::path console_socket;    // the serial console; QEMU connects as a client
     std::filesystem::path control_socket;    // the guest's ttyS1; QEMU connects as a client
     std::filesystem::path stdout_socket;     // ttyS2
     std::filesystem::path stderr_socket;     // ttyS3
     bool verbose = false;                    // full kernel log on the console
 };
+
+// The longest kernel command line x86 takes (COMMAND_LINE_SIZE, 2048 with its NUL); the
+// kernel cuts a longer one short.
+inline constexpr size_t kMaxKernelCmdline = 2047;
 
 // The kernel command line for a config.
 std::string kernel_cmdline(const QemuConfig& config);

@@ -482,6 +482,7 @@ int cmd_shell(Args& args) {
     // A shell on the user's terminal runs as long as the user types, unless told otherwise.
     job.timeout_s = o.timeout_s.value_or(terminal ? 0 : 600);
     job.verbose = o.verbose;
+    job.path = guest_path(layout);
     if (int rc = interrupted_exit_code()) return rc;  // stopped while packing: no VM at all
     auto r = run_vm(spec, job);
 

@@ -74,8 +74,9 @@ class TestVm {
         spec.accel = accel_;
         spec.topology = Topology::parse(test_.attrs.topology);
         auto t_pack = Clock::now();
+        auto layout = guest_layout(include_specs(test_), kernel_);
         auto cached =
-            cached_initramfs(guest_layout(include_specs(test_), kernel_), initramfs_cache_dir(),
+            cached_initramfs(layout, initramfs_cache_dir(),
                              options_.compression.value_or(default_compression(accel_.accel)));
         out.ms_pack = std::chrono::duration<double, std::milli>(Clock::now() - t_pack).count();
         spec.initramfs = cached.path;
@@ -94,6 +95,7 @@ class TestVm {
                       " --ktstr-guest-test " + shell_quote(std::string(test_.name));
         job.timeout_s = job_timeout_s(test_);
         job.verbose = options_.verbose;
+        job.path = guest_path(layout);
         out.vm = run_vm(spec, job);
         out.stdout_tail = tail_of(read_all(dir.path() / "stdout"), 4000);
         out.stderr_tail = tail_of(read_all(dir.path() / "stderr"), 4000);

@@ -455,6 +455,50 @@ TEST_CASE("an executable include file named like a busybox applet gets a warning
     CHECK_THAT(warnings, !ContainsSubstring("mytool") && !ContainsSubstring("nproc"));
 }
 
+TEST_CASE("the guest PATH lists include-file directories deepest first", "[initramfs]") {
+    ktstr::TempDir tmp;
+    auto script = tmp.path() / "script";
+    auto data = tmp.path() / "data";
+    write_file(script, "#!/bin/sh\n", 0755);
+    write_file(data, "x", 0644);
+    auto file = [](std::string at, const fs::path& from, uint32_t mode = 0) {
+        ArchiveEntry e;
+        e.archive_path = std::move(at);
+        e.host_path = from;
+        e.mode = mode;
+        return e;
+    };
+    auto link = [](std::string at, std::string target) {
+        ArchiveEntry e;
+        e.archive_path = std::move(at);
+        e.kind = EntryKind::Symlink;
+        e.link_target = std::move(target);
+        return e;
+    };
+    ArchiveEntries entries = {
+        file("/bin/busybox", script),
+        file("/include-files/a/bin/tool", script),
+        file("/include-files/a/other", script),
+        file("/include-files/b/bin/tool", data, 0750),  // its own mode wins over the host's
+        file("/include-files/c/d/e/tool", script),
+        file("/include-files/at-root", script),
+        file("/include-files/data/not-executable", data),
+        file("/include-files/modeless/plain", script, 0644),
+        link("/include-files/links/up", "../a/other"),     // an executable, by a link
+        link("/include-files/links2/bb", "/bin/busybox"),  // absolute, inside the archive
+        link("/include-files/dangling/x", "/nowhere"),     // nothing there
+        link("/include-files/loop/x", "y"),                // a loop ends too
+        link("/include-files/loop/y", "x"),
+        file("/usr/lib/tool", script),         // outside /include-files
+        file("/include-filesX/tool", script),  // a prefix, not the directory
+    };
+    CHECK(ktstr::guest_path(entries) ==
+          "/include-files/c/d/e:/include-files/a/bin:/include-files/b/bin:/include-files/a:"
+          "/include-files/links:/include-files/links2:/include-files:/bin:/sbin:/usr/bin:"
+          "/usr/sbin");
+    CHECK(ktstr::guest_path({}) == "/include-files:/bin:/sbin:/usr/bin:/usr/sbin");
+}
+
 TEST_CASE("the base layer names a missing init or busybox", "[initramfs]") {
     ktstr::TempDir tmp;
     auto missing = tmp.path() / "missing";

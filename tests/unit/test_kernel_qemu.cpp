@@ -9,6 +9,7 @@
 #include "ktstr/fd.hpp"
 #include "ktstr/initramfs_cache.hpp"
 #include "ktstr/kernel.hpp"
+#include "ktstr/protocol.hpp"
 #include "ktstr/qemu.hpp"
 #include "ktstr/sha256.hpp"
 #include "ktstr/vm_run.hpp"
@@ -144,6 +145,47 @@ TEST_CASE("the qemu command line carries topology, ports and no reboot", "[qemu]
                       ContainsSubstring("'8250.nr_uarts=1' leaves the guest fewer than the 4"));
     c.cmdline_extra = {"8250.nr_uarts=8"};
     CHECK_THAT(ktstr::kernel_cmdline(c), ContainsSubstring("8250.nr_uarts=8"));
+}
+
+TEST_CASE("base64 round trip, and what is not base64", "[qemu]") {
+    using ktstr::protocol::base64_decode;
+    using ktstr::protocol::base64_encode;
+    CHECK(base64_encode("") == "");
+    CHECK(base64_encode("f") == "Zg==");
+    CHECK(base64_encode("fo") == "Zm8=");
+    CHECK(base64_encode("foo") == "Zm9v");
+    CHECK(base64_encode("foobar") == "Zm9vYmFy");
+    std::string all;
+    for (int c = 0; c < 256; ++c) all += char(c);
+    for (size_t n = 0; n <= all.size(); n += 37)
+        CHECK(base64_decode(base64_encode(all.substr(0, n))) == all.substr(0, n));
+    for (const char* bad : {"Zg=", "Zg=A", "Z===", "Zm=v", "Zm9v Zm9v", "Zm9\"", "Zg==Zg=="})
+        CHECK_FALSE(base64_decode(bad));
+}
+
+TEST_CASE("the job rides on the kernel command line before the user's words", "[qemu]") {
+    ktstr::protocol::Job job;
+    job.command = "echo \"a b\"; exit 3";
+    job.env = {{"X", "y z"}};
+    job.timeout_s = 7;
+    job.path = "/include-files/bin:/include-files:/bin";
+    auto word = ktstr::protocol::job_word(job);
+    REQUIRE(word.rfind("KTSTR_JOB=", 0) == 0);
+    // No space or quote: the kernel hands the word to init whole.
+    CHECK(word.find_first_of(" \t\"'") == std::string::npos);
+    auto json = ktstr::protocol::base64_decode(word.substr(10));
+    REQUIRE(json);
+    auto back = nlohmann::json::parse(*json).get<ktstr::protocol::Job>();
+    CHECK(back.command == job.command);
+    CHECK(back.env == job.env);
+    CHECK(back.timeout_s == 7);
+    CHECK(back.path == job.path);
+
+    ktstr::QemuConfig c;
+    c.cmdline_extra = {"--", "init-arg"};
+    c.job_word = word;
+    auto line = ktstr::kernel_cmdline(c);
+    CHECK(line.find(word) < line.find(" -- "));
 }
 
 TEST_CASE("a panic is the kernel's own line, not a command echoing the words", "[qemu]") {

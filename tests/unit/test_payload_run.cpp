@@ -17,7 +17,6 @@
 #include <string>
 #include <thread>
 
-#include "../../guest_init/guest_path.hpp"
 #include "../common/generated_stream.hpp"
 #include "ktstr/error.hpp"
 #include "ktstr/fd.hpp"
@@ -509,26 +508,4 @@ TEST_CASE("a process escaping the group is killed through the cgroup", "[payload
 TEST_CASE("a cgroup that cannot be joined is named", "[payload][cgroup]") {
     CHECK_THROWS_WITH(PayloadRun("true").cgroup("/nonexistent-ktstr-cgroup").spawn(),
                       ContainsSubstring("cannot open cgroup '/nonexistent-ktstr-cgroup'"));
-}
-
-TEST_CASE("the guest PATH lists include-file directories deepest first", "[guest_init]") {
-    ktstr::TempDir tmp;
-    const auto root = tmp.path() / "include-files";
-    auto executable = [](const std::filesystem::path& file) {
-        std::filesystem::create_directories(file.parent_path());
-        write_file(file, "#!/bin/sh\n");
-        ::chmod(file.c_str(), 0755);
-    };
-    executable(root / "a" / "bin" / "tool");
-    executable(root / "a" / "other");
-    executable(root / "b" / "bin" / "tool");
-    executable(root / "c" / "d" / "e" / "tool");
-    executable(root / "at-root");
-    std::filesystem::create_directories(root / "data");
-    write_file(root / "data" / "not-executable", "x");
-
-    const std::string r = root.string();
-    CHECK(ktstr::guest::guest_path(root) == r + "/c/d/e:" + r + "/a/bin:" + r + "/b/bin:" + r +
-                                                "/a:" + r + ":/bin:/sbin:/usr/bin:/usr/sbin");
-    CHECK(ktstr::guest::guest_path(tmp.path() / "missing") == "/bin:/sbin:/usr/bin:/usr/sbin");
 }

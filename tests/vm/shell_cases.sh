@@ -34,6 +34,16 @@ case $case_name in
     run shell --kernel "$old/vmlinuz" --scheduler scx_simple --exec true
     expect_rc 123; expect_err "has no sched_ext .*--scheduler scx_simple cannot run on it"
     [ $(( ($(date +%s%N) - start) / 1000000 )) -lt 3000 ] || fail "the refusal took a boot" ;;
+  job_delivery)
+    # A job that fits rides on the kernel command line and leaves no trace in the command's
+    # environment; one too long for it (over 2 KB) comes on the control port after the hello.
+    KTSTR_LOG=debug run shell --exec 'echo "job=${KTSTR_JOB:-unset}"'
+    expect_rc 0; expect_out '^job=unset$'
+    expect_err 'job \([0-9]+ bytes as KTSTR_JOB\) on the kernel command line'
+    filler=$(head -c 3000 /dev/zero | tr '\0' x)
+    KTSTR_LOG=debug run shell --exec ": $filler; echo long-job-ran \"\${#PATH}\""
+    expect_rc 0; expect_out '^long-job-ran [0-9]+$'
+    expect_err 'too long for the kernel command line: sent after the hello' ;;
   stdout_stderr_separate)
     run shell --exec 'echo to-out; echo to-err >&2; printf "a b\tc"'
     expect_rc 0
