@@ -468,6 +468,28 @@ ktstr::PayloadRun shell_payload(const protocol::Job& job, const CommandOutput& o
     return command_payload(script, output);
 }
 
+// A shell on the terminal takes keys safely once its line editor reads the terminal (canonical
+// mode off): by then it catches or ignores SIGINT, SIGQUIT and SIGTSTP. A key that came sooner
+// would raise the signal before that and end the shell, and what came before it would echo
+// twice. So the host hears "started" only then (or when the shell ended, or after this long).
+constexpr auto kShellReadingMax = 20s;
+
+void wait_shell_reading(int tty, ktstr::PayloadHandle& shell) {
+    auto since = Clock::now();
+    for (auto until = since + kShellReadingMax; Clock::now() < until;) {
+        termios t{};
+        if (::tcgetattr(tty, &t) != 0) return;  // a terminal gone: the shell ends with it
+        if (!(t.c_lflag & ICANON)) {
+            auto ms = std::chrono::duration<double, std::milli>(Clock::now() - since).count();
+            return say(Level::info, "the shell reads its terminal after " +
+                                        std::to_string(std::lround(ms)) + " ms");
+        }
+        pollfd ended{shell.pidfd(), POLLIN, 0};
+        if (::poll(&ended, 1, 5) > 0) return;  // its verdict says why
+    }
+    say(Level::warn, "the shell has not read its terminal yet; passing keys to it anyway");
+}
+
 protocol::Verdict run_job(const protocol::Job& job, const Ports& ports, CommandOutput& output,
                           ChildDeaths& deaths) {
     protocol::Verdict verdict;
@@ -481,6 +503,7 @@ protocol::Verdict run_job(const protocol::Job& job, const Ports& ports, CommandO
         auto payload = run.spawn();
         output.out.close_write_end();  // the command's processes hold the only ones now
         output.err.close_write_end();
+        if (job.interactive && !job.script_input) wait_shell_reading(terminal.get(), payload);
         send_line(ports.ctl.get(), {{"type", "started"}});
         auto exit = wait_reaping(payload, deaths, output);
         verdict.exit_code = exit.exit_code;

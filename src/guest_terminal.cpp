@@ -1,5 +1,6 @@
 #include "ktstr/guest_terminal.hpp"
 
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "ktstr/error.hpp"
@@ -17,7 +18,11 @@ GuestTerminal::~GuestTerminal() {
 
 termios GuestTerminal::quiet() const {
     termios t = saved_;
-    t.c_lflag &= ~(ECHO | ECHONL);
+    // Keys wait as typed, for the guest's shell to edit: canonical mode would edit them here and
+    // keep a ^D as a NUL byte.
+    t.c_lflag &= ~(ECHO | ECHONL | ICANON);
+    t.c_cc[VMIN] = 1;
+    t.c_cc[VTIME] = 0;
     // Ctrl-C stays the one key that stops ktstr (cleanly, through its signalfd): Ctrl-\ and
     // Ctrl-Z would kill or stop it without cleaning up.
     t.c_cc[VQUIT] = _POSIX_VDISABLE;
@@ -41,6 +46,16 @@ void GuestTerminal::make_raw() {
     ::cfmakeraw(&raw);
     raw.c_oflag |= OPOST | ONLCR;
     apply(raw, "cannot put the terminal in raw mode");
+}
+
+std::size_t GuestTerminal::typed_ahead() const {
+    int n = 0;
+    if (::ioctl(fd_, FIONREAD, &n) != 0) throw_errno("cannot count the keys typed ahead");
+    return static_cast<std::size_t>(n);
+}
+
+bool is_guest_signal_key(char c) {
+    return c == '\x03' || c == '\x1c' || c == '\x1a';
 }
 
 void GuestTerminal::apply(const termios& t, const char* what) {

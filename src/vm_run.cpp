@@ -188,6 +188,7 @@ class VmSession {
     void emit(int index, const char* data, size_t n);
     bool wants_input() const;
     void read_input();
+    void take_keys(const char* data, size_t n);
     void queue_script(const char* data, size_t n);
     void repeat_end_of_input(double now_ms);
     void write_input();
@@ -205,6 +206,7 @@ class VmSession {
     std::string to_console_;  // input the console has not taken yet
     char last_input_ = '\n';
     size_t line_bytes_ = 0;   // of the script's current line, on the guest's terminal
+    size_t early_keys_ = 0;   // typed before the guest's shell read its terminal, not read yet
     double last_eof_ms_ = 0;  // when the script's end (^D) was last queued
     bool console_closed_ = false;
     SharedLines shared_;
@@ -307,7 +309,11 @@ void VmSession::handle_control_line(const std::string& line) {
         }
     } else if (type == "started" && !started_) {
         started_ = true;
-        if (terminal_) terminal_->make_raw();
+        if (terminal_) {
+            terminal_->make_raw();
+            early_keys_ = terminal_->typed_ahead();
+            log(LogLevel::Debug, "{} bytes typed before the guest's shell started", early_keys_);
+        }
     } else if (type == "verdict" && !verdict_) {
         verdict_ = true;
         verdict_ms_ = ms_since(t0_);
@@ -377,7 +383,7 @@ void VmSession::read_input() {
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
     if (n > 0) {
         if (terminal_)
-            to_console_.append(buf, static_cast<size_t>(n));
+            take_keys(buf, static_cast<size_t>(n));
         else
             queue_script(buf, static_cast<size_t>(n));
         last_input_ = buf[n - 1];
@@ -389,6 +395,16 @@ void VmSession::read_input() {
     to_console_ += last_input_ == '\n' ? "\x04" : "\n\x04";
     input_done_ = true;
     last_eof_ms_ = ms_since(t0_);
+}
+
+// Keys typed before the shell started go as typed, but for the guest's signal keys: its shell
+// only now reads them, and they belong to the time ktstr was booting.
+void VmSession::take_keys(const char* data, size_t n) {
+    size_t early = std::min(n, early_keys_);
+    early_keys_ -= early;
+    for (size_t i = 0; i < early; ++i)
+        if (!is_guest_signal_key(data[i])) to_console_ += data[i];
+    to_console_.append(data + early, n - early);
 }
 
 void VmSession::queue_script(const char* data, size_t n) {

@@ -7,6 +7,8 @@
 
 #include <termios.h>
 
+#include <cstddef>
+
 namespace ktstr {
 
 class GuestTerminal {
@@ -19,6 +21,8 @@ class GuestTerminal {
     void make_quiet();
     void make_quiet_if_possible() noexcept;
     void make_raw();
+    // The bytes typed and not read yet.
+    std::size_t typed_ahead() const;
 
   private:
     termios quiet() const;
@@ -26,5 +30,9 @@ class GuestTerminal {
     int fd_;
     termios saved_{};
 };
+
+// The keys the guest's terminal turns into signals (Ctrl-C, Ctrl-\, Ctrl-Z): typed before its
+// shell ran, they are dropped, not sent.
+bool is_guest_signal_key(char c);
 
 }  // namespace ktstr
