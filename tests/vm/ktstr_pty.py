@@ -56,3 +56,15 @@ def wait_exit(pid, master, limit=120):
                 pass
     os.kill(pid, signal.SIGKILL)
     sys.exit("ktstr did not end")
+
+
+def expect_end(pid, master, slave, before, rc, name, limit=120):
+    """Waits for ktstr to end with exit code `rc` and the pty's settings `before` back;
+    exits naming `name` otherwise. Returns what the pty showed meanwhile."""
+    status, seen = wait_exit(pid, master, limit)
+    got = os.waitstatus_to_exitcode(status)
+    if got != rc:
+        sys.exit(f"{name}: exit code {got}, expected {rc}; the terminal showed {seen[-600:]!r}")
+    if termios.tcgetattr(slave) != before:
+        sys.exit(f"{name}: terminal settings not restored")
+    return seen

@@ -200,17 +200,12 @@ PY
     # On a terminal only when given: the shell is killed 124 while a command runs, and the
     # terminal's settings come back.
     PYTHONPATH=$here python3 - "$ktstr" <<'PY' || fail "terminal --timeout"
-import os, sys, termios
-from ktstr_pty import read_until, start_on_pty, wait_exit
+import os, sys
+from ktstr_pty import expect_end, read_until, start_on_pty
 master, slave, before, pid = start_on_pty(sys.argv[1], args=["--timeout", "20"])
 read_until(master, "# ")
 os.write(master, b"sleep 1000\r")
-status, seen = wait_exit(pid, master)
-rc = os.waitstatus_to_exitcode(status)
-if rc != 124:
-    sys.exit(f"exit code {rc}, expected 124; the terminal showed {seen[-400:]!r}")
-if termios.tcgetattr(slave) != before:
-    sys.exit("terminal settings not restored after the timeout")
+expect_end(pid, master, slave, before, 124, "--timeout 20 on a terminal")
 PY
     ;;
   script_long_lines)
@@ -515,6 +510,62 @@ os.close(master)
 os.close(slave)  # the terminal is gone
 rc = finish(pid, "hang-up")
 print(f"hang-up: exit code {rc}")
+PY
+    ;;
+  terminal_early_keys)
+    # On a terminal that is ktstr's own (keys raise signals): keys typed while the guest boots
+    # arrive in order once its shell reads them, and a Ctrl-\ or Ctrl-Z among them does nothing
+    # (the guest would kill its shell or drop the line before). They end with `exit 0`: a ^D
+    # typed ahead would meet the guest's line discipline in canonical mode while the lines
+    # before it run, where it ends a line, not the input. After the start every key has its
+    # meaning: a Ctrl-C at once, and later Ctrl-C, Ctrl-Z, Ctrl-\ to the guest's command.
+    PYTHONPATH=$here python3 - "$ktstr" <<'PY' || fail "keys typed early or late"
+import os, select, sys, termios, time
+from ktstr_pty import expect_end, read_until, start_on_pty
+ktstr = sys.argv[1]
+
+def booting(slave):
+    return termios.tcgetattr(slave)[3] & termios.ISIG  # off once the shell started
+
+def type_early(master, slave, keys, at):
+    time.sleep(at)
+    if not booting(slave):
+        sys.exit(f"the shell started before {at} s: the keys would not be early")
+    os.write(master, keys)
+
+master, slave, before, pid = start_on_pty(ktstr, controlling=True)
+start = time.time()
+type_early(master, slave, b"echo e1-$((1+1))\r", 0.5)
+type_early(master, slave, b"\x1c\x1a", 0.5)
+type_early(master, slave, b"echo e2-$((2+2))\r\x1c", 1)
+type_early(master, slave, b"\x1aexit 0\r", 1)
+seen = expect_end(pid, master, slave, before, 0, "early keys ending in `exit 0`", 300)
+if not 0 <= seen.find(b"e1-2") < seen.find(b"e2-4"):
+    sys.exit(f"early keys: lines lost or out of order; the terminal showed {seen[-600:]!r}")
+print(f"early keys: both lines ran, then `exit 0` ({time.time() - start:.0f} s)")
+
+master, slave, before, pid = start_on_pty(ktstr, controlling=True)
+seen, end = b"", time.time() + 240
+while booting(slave):  # the host says the shell started: Ctrl-C at once
+    if time.time() > end:
+        sys.exit(f"the shell did not start; the terminal showed {seen[-400:]!r}")
+    if select.select([master], [], [], 0.001)[0]:
+        seen += os.read(master, 65536)
+os.write(master, b"\x03")
+read_until(master, "# ", 60)
+steps = [(b"echo up-$((1+1))\r", "up-2"),
+         (b"sh -c 'echo running-$((6*7)); exec sleep 100'\r", "running-42"), (b"\x03", "# "),
+         (b"echo after-c-$?\r", "after-c-130"),
+         (b"sh -c 'echo running-$((7*7)); exec sleep 100'\r", "running-49"), (b"\x1c", "# "),
+         (b"echo after-q-$?\r", "after-q-131"),
+         (b"sleep 100\r", "sleep 100"), (b"\x1a", "Stopped"), (b"fg\r", "sleep 100"),
+         (b"\x03", "# "), (b"echo after-z-$?\r", "after-z-130"),
+         (b"exit 4\r", "exit 4")]
+for send, expect in steps:
+    time.sleep(0.5)  # the command runs in the foreground before the key comes
+    os.write(master, send)
+    read_until(master, expect, 30)
+expect_end(pid, master, slave, before, 4, "keys after the start, then `exit 4`")
 PY
     ;;
   *) fail "unknown case $case_name" ;;
