@@ -528,6 +528,7 @@ void VmSession::loop() {
 
 void VmSession::finish_outcome() {
     result_.console_tail = tail_lines(console_, 40);
+    if (spec_.verbose) result_.console = console_;
     auto panic_at = find_panic(console_);
     result_.ms_total = ms_since(t0_);
     result_.ms_qemu_exit = exit_ms_;

@@ -66,6 +66,7 @@ struct VmResult {
     protocol::Verdict verdict;
     std::string reason;        // for every outcome but a clean verdict
     std::string console_tail;  // the last lines of the console
+    std::string console;       // with VmSpec::verbose: the whole console (its last 2-4 MB)
     int boot_attempts = 1;     // 2 when an early-boot panic was retried
     int stop_signal = SIGINT;  // for Outcome::Interrupted: the host signal that stopped it
     bool boot_race = false;    // a panic before hello that looks like the TCG boot race

@@ -103,7 +103,8 @@ const char* status_name(Status s);
 // The scheduler the guest reported running the body under, else the one the test names.
 std::string scheduler_shown(const TestOutcome& o);
 
-// The failure report: test, topology, scheduler, messages, output and console tails.
-std::string failure_report(const TestOutcome& o);
+// The report of a test: status, topology, scheduler, messages, output tails, and the console's
+// tail, or with `whole_console` all of it that the run kept (-v keeps it).
+std::string failure_report(const TestOutcome& o, bool whole_console = false);
 
 }  // namespace ktstr::suite

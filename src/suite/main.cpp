@@ -157,8 +157,9 @@ int run_host(const HostOptions& o, const char* argv0) {
         if (tty) fmt::print(stderr, "\r\033[K");
         fmt::print(stderr, "{:5} {} [{}] ({:.1f} s)\n", status_name(r.status), r.test->name,
                    scheduler_shown(r), r.seconds);
-        if (r.status == Status::Fail || r.status == Status::Error)
-            fmt::print(stderr, "{}", failure_report(r));
+        // -v: every test's report, with the whole kernel log (the help promises it).
+        if (r.status == Status::Fail || r.status == Status::Error || o.verbose)
+            fmt::print(stderr, "{}", failure_report(r, o.verbose));
         if (r.status == Status::Skip && !r.messages.empty())
             fmt::print(stderr, "  skipped: {}\n", r.messages.front());
         if (auto phases = run_phases(r.ms_pack, r.vm))

@@ -86,7 +86,7 @@ std::string scheduler_shown(const TestOutcome& o) {
     return s ? std::string(s->name) : "eevdf";
 }
 
-std::string failure_report(const TestOutcome& o) {
+std::string failure_report(const TestOutcome& o, bool whole_console) {
     const auto& a = o.test->attrs;
     std::string s =
         fmt::format("--- {} {} ({}:{})\n  topology {}, scheduler {}\n", status_name(o.status),
@@ -98,7 +98,10 @@ std::string failure_report(const TestOutcome& o) {
     for (const auto& m : o.messages) s += "  " + m + "\n";
     if (!o.stdout_tail.empty()) s += "--- guest stdout (tail)\n" + o.stdout_tail + "\n";
     if (!o.stderr_tail.empty()) s += "--- guest stderr (tail)\n" + o.stderr_tail + "\n";
-    if (!o.vm.console_tail.empty()) s += "--- guest console (tail)\n" + o.vm.console_tail + "\n";
+    if (whole_console && !o.vm.console.empty())
+        s += "--- guest console\n" + o.vm.console + (o.vm.console.back() == '\n' ? "" : "\n");
+    else if (!o.vm.console_tail.empty())
+        s += "--- guest console (tail)\n" + o.vm.console_tail + "\n";
     return s;
 }
 

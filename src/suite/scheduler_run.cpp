@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "ktstr/error.hpp"
+#include "ktstr/log.hpp"
 #include "suite.hpp"
 
 namespace fs = std::filesystem;
@@ -582,7 +583,13 @@ std::vector<std::string> RunningScheduler::stop(KernelLog& log) {
     else if (verdict.ejection && verdict.ejection->error)
         messages.push_back("scheduler " + quoted(ops_) +
                            " was ejected by the kernel as it stopped: " + verdict.reason());
-    if (messages.empty()) return messages;
+    if (messages.empty()) {
+        // -v: what a scheduler said is worth seeing even when all went well.
+        if (!report.err.bytes.empty())
+            ktstr::log(LogLevel::Debug, "scheduler '{}' stopped cleanly; its stderr:\n{}", ops_,
+                       tail_bytes(report.err.bytes, kOutputInMessage));
+        return messages;
+    }
     messages.insert(messages.end(), verdict.messages.begin(), verdict.messages.end());
     auto output = output_messages(report);
     messages.insert(messages.end(), output.begin(), output.end());
