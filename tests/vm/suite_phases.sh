@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A suite run with -v prints each test's phases, and its JUnit XML carries them as
+# A suite run with -v prints each test's phases and its report with the whole console, and its JUnit XML carries them as
 # properties: all there, none negative, the payload's second inside "payload", and the
 # phases adding up to the run's wall time. Usage: suite_phases.sh SUITE
 set -uo pipefail
@@ -12,6 +12,10 @@ rc=$?
 [ "$rc" = 0 ] || { cat "$work/err" >&2; fail "suite exit code $rc"; }
 grep -qE 'one_vcpu_0: phases: pack [0-9]+ ms, qemu start [0-9]+ ms, boot to init [0-9]+ ms, init to payload [0-9]+ ms, payload [0-9]+ ms, shutdown [0-9]+ ms \(total [0-9]+ ms\)' "$work/err" \
   || { cat "$work/err" >&2; fail "no phases line on -v"; }
+# -v also prints a passing test's report with the whole kernel log, from its first line.
+grep -q '^--- PASS one_vcpu_0' "$work/err" || { cat "$work/err" >&2; fail "no report of the pass on -v"; }
+sed -n '/^--- guest console$/,$p' "$work/err" | grep -q 'Linux version' \
+  || fail "the report on -v lacks the whole console (no 'Linux version' line after '--- guest console')"
 python3 - "$work/junit.xml" <<'PY' || fail "JUnit phases implausible"
 import sys, xml.etree.ElementTree as E
 case = E.parse(sys.argv[1]).getroot().find('testsuite').find('testcase')
