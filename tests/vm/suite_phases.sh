@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# A suite run with -v prints each test's phases and its report with the whole console, and its JUnit XML carries them as
-# properties: all there, none negative, the payload's second inside "payload", and the
-# phases adding up to the run's wall time. Usage: suite_phases.sh SUITE
+# A suite run with -v prints each test's phases and its report with the whole console, and
+# its JUnit XML carries the phases as properties: all there, none negative, the payload's
+# second inside "payload", and the phases adding up to the run's wall time.
+# Usage: suite_phases.sh SUITE
 set -uo pipefail
 suite=${1:?usage: suite_phases.sh SUITE}
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
