@@ -32,10 +32,17 @@ pair() {  # pair NAME BARE_CPIO KTSTR_ARGS...
   read_ktstr_settings "$@"
   : >"$work/bare.t"; : >"$work/bz.t"; : >"$work/ours.t"; : >"$work/phases"
   ktstr_run /dev/null /dev/null "$@"  # warms the caches: a repeat run is measured
-  for _ in $(seq "$runs"); do
-    timed "$work/bare.t" bare_boot "$cpio"
+  # Each pair of bare and ktstr runs back to back, in turns first (ABBA), so that the drift
+  # of the machine's speed over minutes falls on both alike; the bzImage run comes after.
+  for i in $(seq "$runs"); do
+    if (( i % 2 )); then
+      timed "$work/bare.t" bare_boot "$cpio"
+      ktstr_run "$work/ours.t" "$work/phases" "$@"
+    else
+      ktstr_run "$work/ours.t" "$work/phases" "$@"
+      timed "$work/bare.t" bare_boot "$cpio"
+    fi
     boot_kernel=$kernel timed "$work/bz.t" bare_boot "$cpio"
-    ktstr_run "$work/ours.t" "$work/phases" "$@"
   done
   local bare bz ours
   bare=$(median <"$work/bare.t"); bz=$(median <"$work/bz.t"); ours=$(median <"$work/ours.t")
@@ -47,9 +54,9 @@ pair() {  # pair NAME BARE_CPIO KTSTR_ARGS...
   echo "  ktstr's last run, $(tail -n1 "$work/phases")"
   printf '  median bare %.2f s, ktstr %.2f s: ratio %.3f (the harness'"'"'s own cost; target <= 1.05)\n' \
     "$bare" "$ours" "$(ratio "$ours" "$bare")"
-  # Each ktstr run against the bare run just before it: the machine's speed drifts over
-  # minutes, and a pair shares most of it.
-  printf '  median of the %d paired ratios (ktstr run / bare run before it): %.3f\n' "$runs" \
+  # Each ktstr run against the bare run beside it: the machine's speed drifts over minutes,
+  # and a pair shares most of it.
+  printf '  median of the %d paired ratios (ktstr run / bare run beside it): %.3f\n' "$runs" \
     "$(paste "$work/ours.t" "$work/bare.t" | awk '{print $1 / $2}' | median)"
   printf '  median bare bzImage %.2f s, ktstr %.2f s: ratio %.3f (against booting the bzImage by hand; target <= 1.10)\n' \
     "$bz" "$ours" "$(ratio "$ours" "$bz")"
