@@ -9,6 +9,7 @@
 
 #include "ktstr/error.hpp"
 #include "ktstr/fd.hpp"
+#include "ktstr/protocol.hpp"
 
 namespace fs = std::filesystem;
 
@@ -63,6 +64,10 @@ std::string kernel_cmdline(const QemuConfig& c) {
                             " leaves the guest fewer than the 4 serial ports ktstr uses (the "
                             "console and its control, stdout and stderr channels)");
         }
+        // The kernel gives init the last of two same-named words: this one would replace the job.
+        if (w.rfind(std::string(protocol::kJobWord) + "=", 0) == 0)
+            throw Error("kernel word " + quoted(w.substr(0, 40)) + " is ktstr's own: " +
+                        protocol::kJobWord + " carries the job to the guest's init");
         line += " " + w;
     }
     return line;

@@ -186,6 +186,11 @@ TEST_CASE("the job rides on the kernel command line before the user's words", "[
     c.job_word = word;
     auto line = ktstr::kernel_cmdline(c);
     CHECK(line.find(word) < line.find(" -- "));
+
+    // A word of the user's with that name would replace the job in init's environment.
+    c.cmdline_extra = {"KTSTR_JOB=e30="};
+    CHECK_THROWS_WITH(ktstr::kernel_cmdline(c),
+                      ContainsSubstring("kernel word 'KTSTR_JOB=e30=' is ktstr's own"));
 }
 
 TEST_CASE("a panic is the kernel's own line, not a command echoing the words", "[qemu]") {
