@@ -14,9 +14,7 @@
 
 #include <chrono>
 #include <deque>
-#include <fstream>
 #include <optional>
-#include <sstream>
 #include <utility>
 
 #include "guest_output.hpp"
@@ -129,13 +127,6 @@ void start_qemu(Qemu& q, const std::vector<std::string>& argv, const fs::path& s
     q.pid = pid;
     q.pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
     if (!q.pidfd) throw_errno("cannot open pidfd for qemu");
-}
-
-std::string read_file(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    std::ostringstream s;
-    s << in.rdbuf();
-    return s.str();
 }
 
 std::string tail_lines(const std::string& text, size_t n) {
@@ -561,7 +552,7 @@ void VmSession::finish_outcome() {
                                      job_.timeout_s + kRunMarginS);
     } else if (!hello_) {
         result_.outcome = Outcome::QemuFailed;
-        auto err = read_file(dir_.path() / "qemu.stderr");
+        auto err = read_file_if_present((dir_.path() / "qemu.stderr").c_str()).value_or("");
         int st = qemu_.status;
         result_.reason = fmt::format("qemu exited ({}) before the guest said hello{}{}",
                                      WIFEXITED(st) ? fmt::format("status {}", WEXITSTATUS(st))

@@ -9,7 +9,6 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
-#include <fstream>
 #include <mutex>
 #include <thread>
 
@@ -38,11 +37,6 @@ fs::path suite_binary() {
 
 std::string tail_of(const std::string& text, size_t max_bytes) {
     return text.size() <= max_bytes ? text : "..." + text.substr(text.size() - max_bytes);
-}
-
-std::string read_all(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
 // Runs one test in its own VM.
@@ -97,8 +91,10 @@ class TestVm {
         job.verbose = options_.verbose;
         job.path = guest_path(layout);
         out.vm = run_vm(spec, job);
-        out.stdout_tail = tail_of(read_all(dir.path() / "stdout"), 4000);
-        out.stderr_tail = tail_of(read_all(dir.path() / "stderr"), 4000);
+        out.stdout_tail =
+            tail_of(read_file_if_present((dir.path() / "stdout").c_str()).value_or(""), 4000);
+        out.stderr_tail =
+            tail_of(read_file_if_present((dir.path() / "stderr").c_str()).value_or(""), 4000);
         judge(out);
     }
 
